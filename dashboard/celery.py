@@ -1,0 +1,11 @@
+"""The Celery application. Workers start with `celery -A dashboard worker`."""
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.settings")
+
+app = Celery("flightdeck")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()

@@ -1,0 +1,316 @@
+"""Store a batch of events: idempotent, order-independent, hash-chained.
+
+`ingest_batch` is the one write path into a run's history: the API view, the SDK's server
+side, the importers and the seeding command all call it. For each run it touches it takes the
+run's row lock, so concurrent batches for one run are applied one after another and cannot
+interleave their received sequence, counters or chain.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import orjson
+from django.db import connection, transaction
+from django.utils import timezone
+
+from access.models import Agent, Token
+from history import chain
+from history.models import Event, Run
+from history.secrets import scan
+from history.vocabulary import CLOSED_STATUSES, STATUS_EVENTS
+from history.wire import InvalidEvent, ParsedEvent, parse_event
+
+STORED, DUPLICATE, CONFLICT, INVALID = "stored", "duplicate", "conflict", "invalid"
+
+# An agent's last_seen_at moves at most this often, to keep a write off each batch.
+LAST_SEEN_PRECISION = timedelta(minutes=1)
+
+
+class RunOfAnotherAgent(Exception):
+    """A batch wrote to a run that belongs to a different agent of the namespace."""
+
+    def __init__(self, workflow_id: str, run_id: str):
+        super().__init__(
+            f"run workflow_id={workflow_id!r} run_id={run_id!r} belongs to another agent"
+        )
+
+
+@dataclass
+class ItemResult:
+    index: int
+    status: str
+    error: str | None = None
+
+    def as_dict(self) -> dict:
+        result = {"index": self.index, "status": self.status}
+        if self.error:
+            result["error"] = self.error
+        return result
+
+
+@dataclass
+class BatchOutcome:
+    results: list[ItemResult]
+    runs: list[Run] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        return sum(1 for result in self.results if result.status == status)
+
+    @property
+    def all_accepted(self) -> bool:
+        return all(result.status in (STORED, DUPLICATE) for result in self.results)
+
+
+def ingest_batch(token: Token, items: list, *, max_attributes_bytes: int) -> BatchOutcome:
+    """Validate and store `items` (the decoded `events` array) for `token`'s agent.
+
+    Valid events are stored even when others in the batch are not; duplicates are no-ops and
+    conflicts keep the stored event. Raises RunOfAnotherAgent, storing nothing, when any event
+    targets a run of another agent.
+    """
+    agent = token.agent
+    results: list[ItemResult | None] = [None] * len(items)
+    by_run: dict[tuple[str, str], dict[int, ParsedEvent]] = defaultdict(dict)
+    for index, item in enumerate(items):
+        try:
+            parsed = parse_event(index, item, max_attributes_bytes=max_attributes_bytes)
+        except InvalidEvent as exc:
+            results[index] = ItemResult(index, INVALID, f"events[{index}].{exc}")
+            continue
+        same_batch = by_run[parsed.run_key].get(parsed.event_id)
+        if same_batch is None:
+            by_run[parsed.run_key][parsed.event_id] = parsed
+        elif _same_content(same_batch, parsed):
+            results[index] = ItemResult(index, DUPLICATE)
+        else:
+            results[index] = ItemResult(
+                index,
+                CONFLICT,
+                f"events[{index}].event_id: {parsed.event_id} appears earlier in this batch "
+                f"(events[{same_batch.index}]) with different content; that one is used",
+            )
+
+    runs: list[Run] = []
+    if by_run:
+        with transaction.atomic():
+            locked = _lock_runs(agent, by_run)
+            for key in sorted(by_run):
+                run = locked[key]
+                _store_run_events(run, token, by_run[key], results)
+                runs.append(run)
+        _touch_agent(agent)
+    return BatchOutcome([r for r in results if r is not None], runs)
+
+
+def _same_content(a: ParsedEvent, b: ParsedEvent) -> bool:
+    return a.envelope == b.envelope and a.attributes_bytes == b.attributes_bytes
+
+
+def _lock_runs(agent: Agent, by_run: dict) -> dict[tuple[str, str], Run]:
+    """Find or create each run of the batch, then lock them all in primary-key order, the same
+    order every batch uses, so two batches touching the same runs cannot deadlock."""
+    keys = sorted(by_run)  # one insertion order for every batch: no deadlock between inserts
+    new_runs = []
+    for workflow_id, run_id in keys:
+        events = by_run[(workflow_id, run_id)].values()
+        new_runs.append(
+            Run(
+                namespace_id=agent.namespace_id,
+                agent=agent,
+                workflow_id=workflow_id,
+                run_id=run_id,
+                started_at=min(event.time for event in events),
+            )
+        )
+    # ON CONFLICT DO NOTHING: a run created meanwhile by a concurrent batch is simply found.
+    Run.objects.bulk_create(new_runs, ignore_conflicts=True)
+    candidates = (
+        Run.objects.select_for_update()
+        .filter(
+            namespace_id=agent.namespace_id,
+            workflow_id__in={workflow_id for workflow_id, _ in keys},
+            run_id__in={run_id for _, run_id in keys},
+        )
+        .order_by("pk")
+    )
+    wanted = set(keys)
+    found = {}
+    for run in candidates:
+        key = (run.workflow_id, run.run_id)
+        if key in wanted:
+            if run.agent_id != agent.pk:
+                raise RunOfAnotherAgent(*key)
+            found[key] = run
+    return found
+
+
+def _store_run_events(
+    run: Run, token: Token, events: dict[int, ParsedEvent], results: list
+) -> None:
+    existing = {}
+    if min(events) <= run.last_event_id:
+        existing = {
+            event_id: (salt, header)
+            for event_id, salt, header in Event.objects.filter(
+                run=run, event_id__in=list(events)
+            ).values_list("event_id", "salt", "header")
+        }
+    now = timezone.now()
+    fresh: list[ParsedEvent] = []
+    for event_id in sorted(events):
+        parsed = events[event_id]
+        stored = existing.get(event_id)
+        if stored is None:
+            fresh.append(parsed)
+            continue
+        salt, header = stored
+        if parsed.header_with_salt(salt) == header.encode():
+            results[parsed.index] = ItemResult(parsed.index, DUPLICATE)
+        else:
+            results[parsed.index] = ItemResult(
+                parsed.index,
+                CONFLICT,
+                f"events[{parsed.index}].event_id: {event_id} is already stored for this run "
+                "with different content; the stored event is kept",
+            )
+    if not fresh:
+        return
+
+    rows = []
+    headers: dict[int, bytes] = {}
+    for parsed in fresh:
+        salt = chain.new_salt()
+        header = parsed.header_with_salt(salt)
+        headers[parsed.event_id] = header
+        findings, masked = scan(parsed.attributes)
+        run.received_seq += 1
+        rows.append(
+            Event(
+                run=run,
+                event_id=parsed.event_id,
+                type=parsed.type,
+                time=parsed.time,
+                time_text=parsed.time_text,
+                identity=parsed.identity or "",
+                refs=parsed.refs,
+                attributes=parsed.attributes_bytes.decode(),
+                masked_attributes=None if masked is None else chain.canonical(masked).decode(),
+                secret_findings=findings or None,
+                salt=salt,
+                header=header.decode(),
+                received_at=now,
+                received_seq=run.received_seq,
+                token=token,
+            )
+        )
+        results[parsed.index] = ItemResult(parsed.index, STORED)
+        _apply_to_run(run, parsed, bool(findings))
+
+    late_hashes = _extend_chain(run, headers, {row.event_id: row for row in rows})
+    _insert_events(rows)
+    if late_hashes:
+        Event.objects.bulk_update(late_hashes, ["chain_hash"], batch_size=1000)
+    run.event_count += len(rows)
+    run.updated_at = now
+    run.save(
+        update_fields=[
+            "workflow_type", "status", "status_event_id", "started_at", "started_from_event",
+            "closed_at", "event_count", "last_event_id", "contiguous_through", "head_hash",
+            "received_seq", "events_with_secrets", "labels", "updated_at",
+        ]
+    )
+
+
+def _apply_to_run(run: Run, event: ParsedEvent, has_secrets: bool) -> None:
+    """Fold one new event into the run's derived fields. Every rule here depends only on the
+    set of events stored, never on their arrival order."""
+    run.last_event_id = max(run.last_event_id, event.event_id)
+    if has_secrets:
+        run.events_with_secrets += 1
+    if event.type == "workflow.started":
+        run.started_at = event.time
+        run.started_from_event = True
+        run.workflow_type = event.workflow_type
+        run.labels = event.attributes.get("labels") or {}
+    elif not run.started_from_event and event.time < run.started_at:
+        run.started_at = event.time
+    if not run.workflow_type and event.workflow_type:
+        run.workflow_type = event.workflow_type
+    status = STATUS_EVENTS.get(event.type)
+    if status is not None and event.event_id > run.status_event_id:
+        run.status = status
+        run.status_event_id = event.event_id
+        run.closed_at = event.time if status in CLOSED_STATUSES else None
+
+
+def _extend_chain(run: Run, headers: dict[int, bytes], new_rows: dict[int, Event]) -> list:
+    """Hash the contiguous prefix as far as it now reaches. New events get their chain hash
+    before insert; events stored earlier beyond a gap that this batch fills are returned for
+    an update."""
+    next_id = run.contiguous_through + 1
+    if next_id not in headers:
+        return []
+    waiting: dict[int, tuple[Event, bytes]] = {}
+    if run.last_event_id > run.contiguous_through:
+        # Events stored earlier beyond the gap: they join the chain once it reaches them.
+        for stored in (
+            Event.objects.filter(run=run, event_id__gt=run.contiguous_through)
+            .order_by("event_id")
+            .only("pk", "event_id", "header")
+            .iterator(chunk_size=2000)
+        ):
+            waiting[stored.event_id] = (stored, stored.header.encode())
+    previous = run.head_hash or chain.GENESIS
+    late: list[Event] = []
+    while True:
+        if next_id in new_rows:
+            new_rows[next_id].chain_hash = previous = chain.link(previous, headers[next_id])
+        elif next_id in waiting:
+            stored, header = waiting[next_id]
+            stored.chain_hash = previous = chain.link(previous, header)
+            late.append(stored)
+        else:
+            break
+        next_id += 1
+    run.contiguous_through = next_id - 1
+    run.head_hash = previous
+    return late
+
+
+_COPY_COLUMNS = (
+    "run_id", "event_id", "type", "time", "time_text", "identity", "refs", "attributes",
+    "masked_attributes", "secret_findings", "salt", "header", "chain_hash", "received_at",
+    "received_seq", "token_id",
+)
+
+
+def _insert_events(rows: list[Event]) -> None:
+    if connection.vendor != "postgresql":
+        Event.objects.bulk_create(rows, batch_size=500)
+        return
+    # COPY is several times faster than a multi-row INSERT for a thousand-event batch; the
+    # row lock taken above already rules out a concurrent insert of the same event ids.
+    table = Event._meta.db_table
+    sql = f"COPY {table} ({', '.join(_COPY_COLUMNS)}) FROM STDIN"  # noqa: S608 (fixed names)
+    with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
+        for row in rows:
+            copy.write_row(
+                (
+                    row.run_id, row.event_id, row.type, row.time, row.time_text, row.identity,
+                    orjson.dumps(row.refs).decode(), row.attributes, row.masked_attributes,
+                    None if row.secret_findings is None
+                    else orjson.dumps(row.secret_findings).decode(),
+                    row.salt, row.header, row.chain_hash, row.received_at, row.received_seq,
+                    row.token_id,
+                )
+            )
+
+
+def _touch_agent(agent: Agent) -> None:
+    now = timezone.now()
+    if agent.last_seen_at is None or now - agent.last_seen_at > LAST_SEEN_PRECISION:
+        Agent.objects.filter(pk=agent.pk).update(last_seen_at=now)
+        agent.last_seen_at = now

@@ -1,0 +1,187 @@
+"""Runs and their events: the append-only, hash-chained record of what agents did.
+
+Only the producer of a run writes its event sequence (through `history.ingest`); nothing in
+Flightdeck updates an event's content after ingest. The one later write to an event is its
+chain hash, filled in once the events before it have arrived.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import orjson
+from django.db import models
+from django.utils import timezone
+
+from access.models import Agent, Namespace, Token
+from access.roles import Capability
+from history.vocabulary import CLOSED_STATUSES, RunStatus, category_of
+
+
+class RunQuerySet(models.QuerySet):
+    def visible_to(self, principal, capability: str = Capability.VIEW) -> RunQuerySet:
+        """Runs `principal` may see: a user's through their namespaces' roles (every run for a
+        superuser), an agent token's only its own agent's runs."""
+        agent = getattr(principal, "agent", None)
+        if agent is not None:
+            return self.filter(agent=agent) if capability == Capability.VIEW else self.none()
+        namespaces = Namespace.objects.visible_to(principal, capability)
+        if principal.is_authenticated and principal.is_superuser:
+            return self.all()
+        return self.filter(namespace__in=namespaces)
+
+    def open(self) -> RunQuerySet:
+        return self.exclude(status__in=CLOSED_STATUSES)
+
+
+class Run(models.Model):
+    """One workflow execution, as its producer reported it."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    namespace = models.ForeignKey(Namespace, on_delete=models.PROTECT, related_name="runs")
+    agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="runs")
+    workflow_id = models.CharField(max_length=255)
+    run_id = models.CharField(max_length=255)
+    workflow_type = models.CharField(max_length=255, blank=True)
+    status = models.CharField(
+        max_length=20, choices=RunStatus.choices, default=RunStatus.RUNNING
+    )
+    # The event that set the status: the status-changing event with the highest event_id.
+    status_event_id = models.BigIntegerField(default=0)
+    started_at = models.DateTimeField()
+    # True once workflow.started is stored; until then started_at is the earliest event time.
+    started_from_event = models.BooleanField(default=False)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    event_count = models.PositiveIntegerField(default=0)
+    last_event_id = models.BigIntegerField(default=0)
+    contiguous_through = models.BigIntegerField(default=0)
+    head_hash = models.CharField(max_length=64, blank=True)
+    received_seq = models.BigIntegerField(default=0)
+    events_with_secrets = models.PositiveIntegerField(default=0)
+    labels = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    objects = RunQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            # Ingest finds (or creates) a run by this key, and "workflow_id prefix within a
+            # namespace" searches use its leading columns.
+            models.UniqueConstraint(
+                fields=["namespace", "workflow_id", "run_id"], name="run_identity"
+            )
+        ]
+        indexes = [
+            # The run list: newest first, keyset-paginated on (started_at, id).
+            models.Index(fields=["-started_at", "-id"], name="run_recent"),
+            # The run list filtered by namespace and status, and per-status counts.
+            models.Index(fields=["namespace", "status", "-started_at"], name="run_ns_status"),
+            # The run list filtered by agent; an agent token reading its own runs.
+            models.Index(fields=["agent", "-started_at"], name="run_agent_recent"),
+            # workflow_id prefix search across namespaces (LIKE 'abc%' on PostgreSQL).
+            models.Index(
+                fields=["workflow_id"], name="run_workflow_id_prefix",
+                opclasses=["varchar_pattern_ops"],
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.workflow_id} / {self.run_id}"
+
+    @property
+    def is_closed(self) -> bool:
+        return self.status in CLOSED_STATUSES
+
+    @property
+    def has_gaps(self) -> bool:
+        return self.contiguous_through < self.last_event_id
+
+    @property
+    def is_chained_through_last(self) -> bool:
+        return not self.has_gaps and bool(self.head_hash) == (self.last_event_id > 0)
+
+    def missing_ranges(self, limit: int = 100) -> list[tuple[int, int]]:
+        """Ranges (first, last) of event ids not yet received below the highest one."""
+        if not self.has_gaps:
+            return []
+        ids = (
+            self.events.filter(event_id__gt=self.contiguous_through)
+            .order_by("event_id")
+            .values_list("event_id", flat=True)
+        )
+        ranges: list[tuple[int, int]] = []
+        expected = self.contiguous_through + 1
+        for event_id in ids.iterator(chunk_size=2000):
+            if event_id > expected:
+                ranges.append((expected, event_id - 1))
+                if len(ranges) >= limit:
+                    break
+            expected = event_id + 1
+        return ranges
+
+
+class EventQuerySet(models.QuerySet):
+    def in_order(self, after: int = 0) -> EventQuerySet:
+        return self.filter(event_id__gt=after).order_by("event_id")
+
+    def received_after(self, seq: int) -> EventQuerySet:
+        """Events received after cursor `seq`, in arrival order: a live tail sees late events
+        that fill a gap as well as new ones."""
+        return self.filter(received_seq__gt=seq).order_by("received_seq")
+
+
+class Event(models.Model):
+    """One event of a run, kept exactly as it was stored at ingest.
+
+    `header` and `attributes` are the stored bytes (UTF-8 text of canonical JSON): exports ship
+    them as they are and the chain is computed over `header` (see history.chain).
+    """
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="events", db_index=False)
+    event_id = models.BigIntegerField()
+    type = models.CharField(max_length=100)
+    time = models.DateTimeField()
+    time_text = models.CharField(max_length=40, help_text="The time exactly as sent.")
+    identity = models.CharField(max_length=255, blank=True)
+    refs = models.JSONField(default=dict, blank=True)
+    attributes = models.TextField(help_text="Canonical JSON of the attributes, as hashed.")
+    masked_attributes = models.TextField(
+        null=True, blank=True, help_text="The attributes with secrets masked, where any were found."
+    )
+    secret_findings = models.JSONField(null=True, blank=True)
+    salt = models.CharField(max_length=32)
+    header = models.TextField(help_text="Canonical JSON of the envelope and attributes digest.")
+    chain_hash = models.CharField(max_length=64, blank=True)
+    received_at = models.DateTimeField()
+    received_seq = models.BigIntegerField()
+    token = models.ForeignKey(
+        Token, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        db_constraint=False,
+    )
+
+    objects = EventQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            # Idempotent ingest (one event per id) and every read of a history in order.
+            models.UniqueConstraint(fields=["run", "event_id"], name="event_identity"),
+            # Live tails read a run's events by arrival order from a cursor.
+            models.UniqueConstraint(fields=["run", "received_seq"], name="event_arrival"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.run_id}#{self.event_id} {self.type}"
+
+    @property
+    def category(self) -> str:
+        return category_of(self.type)
+
+    def attributes_for(self, *, raw: bool) -> dict:
+        """The attributes to show: masked unless `raw` (investigators, admins, the agent)."""
+        text = self.attributes if raw or self.masked_attributes is None else self.masked_attributes
+        return orjson.loads(text)
+
+    @property
+    def has_secrets(self) -> bool:
+        return bool(self.secret_findings)

@@ -1,0 +1,92 @@
+"""The enumerations of the wire format: event types and run statuses.
+
+docs/event-schema.md has the one table of every enumeration; this module is its source of
+truth in code, and a test checks that the two agree.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class RunStatus(models.TextChoices):
+    RUNNING = "running", "Running"
+    PAUSED = "paused", "Paused"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+    TERMINATED = "terminated", "Terminated"
+    TIMED_OUT = "timed_out", "Timed out"
+    CONTINUED_AS_NEW = "continued_as_new", "Continued as new"
+
+
+CLOSED_STATUSES = frozenset(
+    {
+        RunStatus.COMPLETED,
+        RunStatus.FAILED,
+        RunStatus.CANCELLED,
+        RunStatus.TERMINATED,
+        RunStatus.TIMED_OUT,
+        RunStatus.CONTINUED_AS_NEW,
+    }
+)
+
+# The event types that set a run's status. The status is the effect of the one with the
+# highest event_id, so it comes out the same whatever order the events arrive in.
+STATUS_EVENTS: dict[str, str] = {
+    "workflow.started": RunStatus.RUNNING,
+    "workflow.resumed": RunStatus.RUNNING,
+    "workflow.paused": RunStatus.PAUSED,
+    "workflow.completed": RunStatus.COMPLETED,
+    "workflow.failed": RunStatus.FAILED,
+    "workflow.cancelled": RunStatus.CANCELLED,
+    "workflow.terminated": RunStatus.TERMINATED,
+    "workflow.timed_out": RunStatus.TIMED_OUT,
+    "workflow.continued_as_new": RunStatus.CONTINUED_AS_NEW,
+}
+
+# Core event types, grouped by category (the timeline filters by category). Any other dotted
+# lowercase type is accepted and stored as it is, in the category named by its first part.
+CORE_EVENT_TYPES: dict[str, tuple[str, ...]] = {
+    "workflow": (
+        "workflow.started",
+        "workflow.completed",
+        "workflow.failed",
+        "workflow.cancelled",
+        "workflow.terminated",
+        "workflow.timed_out",
+        "workflow.continued_as_new",
+        "workflow.paused",
+        "workflow.resumed",
+    ),
+    "decision": ("decision.made",),
+    "activity": (
+        "activity.scheduled",
+        "activity.started",
+        "activity.completed",
+        "activity.failed",
+        "activity.timed_out",
+        "activity.cancelled",
+    ),
+    "approval": ("approval.requested",),
+    "signal": ("signal.received",),
+    "timer": ("timer.started", "timer.fired", "timer.cancelled"),
+    "child": ("child.started", "child.completed", "child.failed"),
+    "marker": ("marker.recorded",),
+    "command": ("command.received", "command.applied", "command.rejected"),
+}
+
+ALL_CORE_EVENT_TYPES = frozenset(t for types in CORE_EVENT_TYPES.values() for t in types)
+
+# Types an agent may send, but whose subject is a decision only Flightdeck makes. They are
+# stored as the agent's claims and never read as decisions (docs/event-schema.md).
+CLAIM_EVENT_PREFIXES = ("approval.",)
+CLAIM_EVENT_EXCEPTIONS = frozenset({"approval.requested"})
+
+
+def category_of(event_type: str) -> str:
+    return event_type.split(".", 1)[0]
+
+
+def is_claim(event_type: str) -> bool:
+    return event_type.startswith(CLAIM_EVENT_PREFIXES) and event_type not in CLAIM_EVENT_EXCEPTIONS

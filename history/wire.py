@@ -1,0 +1,223 @@
+"""Wire format v1: parse and validate one ingest batch, item by item.
+
+Every problem is reported as `events[i].<field>: <what is wrong>`, so a producer can find the
+field without reading server logs. Nothing here touches the database.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+import orjson
+
+from history import chain
+
+MAX_EVENT_ID = 2**53 - 1  # exact in every JSON implementation; far beyond any real history
+MAX_ID_LENGTH = 255
+MAX_TYPE_LENGTH = 100
+MAX_LABELS = 64
+
+TYPE_PATTERN = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")
+TIME_PATTERN = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})"
+)
+KNOWN_FIELDS = frozenset(
+    {
+        "workflow_id",
+        "run_id",
+        "event_id",
+        "type",
+        "time",
+        "workflow_type",
+        "attributes",
+        "identity",
+        "refs",
+    }
+)
+
+
+class InvalidEvent(ValueError):
+    """An item that cannot be stored; the message names the field."""
+
+
+@dataclass(slots=True)
+class ParsedEvent:
+    index: int
+    workflow_id: str
+    run_id: str
+    event_id: int
+    type: str
+    time_text: str
+    time: datetime
+    workflow_type: str | None
+    identity: str | None
+    refs: dict[str, int]
+    attributes: dict
+    attributes_bytes: bytes
+    envelope: dict = field(repr=False)
+
+    @property
+    def run_key(self) -> tuple[str, str]:
+        return (self.workflow_id, self.run_id)
+
+    def header_with_salt(self, salt: str) -> bytes:
+        return chain.header_bytes(
+            self.envelope, chain.attributes_digest(salt, self.attributes_bytes)
+        )
+
+
+def parse_time(value: str) -> datetime:
+    """RFC 3339 with a zone; fractions beyond microseconds are truncated (the text is kept)."""
+    match = TIME_PATTERN.fullmatch(value)
+    if match is None:
+        raise InvalidEvent("must be an RFC 3339 time with a zone, e.g. 2026-01-31T12:00:00.5Z")
+    year, month, day, hour, minute, second, fraction, zone = match.groups()
+    if zone in ("Z", "z"):
+        tz = timezone.utc
+    else:
+        sign = 1 if zone[0] == "+" else -1
+        hours, minutes = int(zone[1:3]), int(zone[4:6])
+        if hours > 23 or minutes > 59:
+            raise InvalidEvent("has an impossible zone offset")
+        tz = timezone(sign * timedelta(hours=hours, minutes=minutes))
+    micro = int((fraction or "0")[:6].ljust(6, "0"))
+    try:
+        return datetime(
+            int(year), int(month), int(day), int(hour), int(minute), int(second), micro, tz
+        )
+    except ValueError as exc:
+        raise InvalidEvent(f"is not a real date and time ({exc})") from None
+
+
+def _required_string(item: dict, name: str, limit: int) -> str:
+    value = item.get(name)
+    if value is None:
+        raise InvalidEvent(f"{name}: is required")
+    if not isinstance(value, str):
+        raise InvalidEvent(f"{name}: must be a string")
+    if not value.strip():
+        raise InvalidEvent(f"{name}: must not be empty")
+    if len(value) > limit:
+        raise InvalidEvent(f"{name}: must be at most {limit} characters")
+    return value
+
+
+def _optional_string(item: dict, name: str, limit: int) -> str | None:
+    value = item.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidEvent(f"{name}: must be a string")
+    if len(value) > limit:
+        raise InvalidEvent(f"{name}: must be at most {limit} characters")
+    return value
+
+
+def _event_id(item: dict) -> int:
+    value = item.get("event_id")
+    if value is None:
+        raise InvalidEvent("event_id: is required")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidEvent("event_id: must be an integer")
+    if value < 1:
+        raise InvalidEvent("event_id: must be 1 or more")
+    if value > MAX_EVENT_ID:
+        raise InvalidEvent(f"event_id: must be at most {MAX_EVENT_ID}")
+    return value
+
+
+def _refs(item: dict) -> dict[str, int]:
+    value = item.get("refs")
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidEvent("refs: must be an object of event ids")
+    for name, ref in value.items():
+        if isinstance(ref, bool) or not isinstance(ref, int) or not 1 <= ref <= MAX_EVENT_ID:
+            raise InvalidEvent(f"refs.{name}: must be an event id (an integer of 1 or more)")
+    return value
+
+
+def _labels(attributes: dict) -> None:
+    labels = attributes.get("labels")
+    if labels is None:
+        return
+    if not isinstance(labels, dict):
+        raise InvalidEvent("attributes.labels: must be an object of key=value labels")
+    if len(labels) > MAX_LABELS:
+        raise InvalidEvent(f"attributes.labels: at most {MAX_LABELS} labels")
+    for key, value in labels.items():
+        if not isinstance(value, str) or len(value) > 200 or len(key) > 100:
+            raise InvalidEvent(
+                f"attributes.labels.{key[:100]}: must be a string of at most 200 characters"
+            )
+
+
+def parse_event(index: int, item, *, max_attributes_bytes: int) -> ParsedEvent:
+    """Validate one item of `events`. Raises InvalidEvent with a message naming the field."""
+    if not isinstance(item, dict):
+        raise InvalidEvent("must be an object")
+    unknown = set(item) - KNOWN_FIELDS
+    if unknown:
+        raise InvalidEvent(f"{sorted(unknown)[0]}: is not a field of wire format v1")
+    workflow_id = _required_string(item, "workflow_id", MAX_ID_LENGTH)
+    run_id = _required_string(item, "run_id", MAX_ID_LENGTH)
+    event_id = _event_id(item)
+    event_type = _required_string(item, "type", MAX_TYPE_LENGTH)
+    if TYPE_PATTERN.fullmatch(event_type) is None:
+        raise InvalidEvent(
+            "type: must be dotted lowercase words, e.g. activity.completed"
+        )
+    time_text = _required_string(item, "time", 40)
+    try:
+        time = parse_time(time_text)
+    except InvalidEvent as exc:
+        raise InvalidEvent(f"time: {exc}") from None
+    workflow_type = _optional_string(item, "workflow_type", MAX_ID_LENGTH)
+    if event_type == "workflow.started" and not workflow_type:
+        raise InvalidEvent("workflow_type: is required on workflow.started")
+    identity = _optional_string(item, "identity", MAX_ID_LENGTH)
+    refs = _refs(item)
+    attributes = item.get("attributes")
+    if attributes is None:
+        attributes = {}
+    elif not isinstance(attributes, dict):
+        raise InvalidEvent("attributes: must be an object")
+    try:
+        attributes_bytes = chain.canonical(attributes)
+    except (TypeError, orjson.JSONEncodeError) as exc:
+        raise InvalidEvent(f"attributes: cannot be stored exactly ({exc})") from None
+    if len(attributes_bytes) > max_attributes_bytes:
+        raise InvalidEvent(
+            f"attributes: {len(attributes_bytes)} bytes is over the limit of "
+            f"{max_attributes_bytes} bytes"
+        )
+    if event_type == "workflow.started":
+        _labels(attributes)
+    envelope = {
+        "workflow_id": workflow_id,
+        "run_id": run_id,
+        "event_id": event_id,
+        "type": event_type,
+        "time": time_text,
+        "workflow_type": workflow_type,
+        "identity": identity,
+        "refs": refs,
+    }
+    return ParsedEvent(
+        index=index,
+        workflow_id=workflow_id,
+        run_id=run_id,
+        event_id=event_id,
+        type=event_type,
+        time_text=time_text,
+        time=time,
+        workflow_type=workflow_type,
+        identity=identity,
+        refs=refs,
+        attributes=attributes,
+        attributes_bytes=attributes_bytes,
+        envelope=envelope,
+    )

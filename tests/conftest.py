@@ -1,0 +1,157 @@
+"""Shared test set-up: service groups, personas and an ingest client.
+
+Tests that need a real service carry a marker (`postgres`, `redis`). Without the service they
+are skipped, and the run ends by listing which groups were skipped and why; with
+FLIGHTDECK_REQUIRE_SERVICES=1 (as .ci/run sets) a missing service fails those tests instead.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from urllib.parse import urlsplit
+
+import orjson
+import pytest
+from django.db import connection
+
+from access.models import Agent, Membership, Namespace, Token
+
+REQUIRE_SERVICES = os.environ.get("FLIGHTDECK_REQUIRE_SERVICES", "") in ("1", "true", "yes")
+SERVICE_MARKERS = ("postgres", "redis")
+_skipped_for_service: dict[str, set[str]] = {}
+
+
+def _redis_reachable() -> tuple[bool, str]:
+    url = os.environ.get("REDIS_URL", "")
+    if not url:
+        return False, "REDIS_URL is not set"
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379), 2):
+            return True, ""
+    except OSError as exc:
+        return False, f"Redis at {parts.hostname}:{parts.port or 6379} is unreachable ({exc})"
+
+
+def _service_missing(marker: str) -> str | None:
+    if marker == "postgres":
+        if connection.vendor != "postgresql":
+            return "DATABASE_URL does not point at PostgreSQL"
+        return None
+    if marker == "redis":
+        ok, why = _redis_reachable()
+        return None if ok else why
+    return None
+
+
+def pytest_runtest_setup(item):
+    for marker in SERVICE_MARKERS:
+        if item.get_closest_marker(marker) is None:
+            continue
+        why = _service_missing(marker)
+        if why is None:
+            continue
+        if REQUIRE_SERVICES:
+            pytest.fail(f"needs {marker}: {why} (FLIGHTDECK_REQUIRE_SERVICES is set)")
+        _skipped_for_service.setdefault(marker, set()).add(why)
+        pytest.skip(f"needs {marker}: {why}")
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _skipped_for_service:
+        return
+    terminalreporter.section("skipped for want of a service")
+    for marker, reasons in sorted(_skipped_for_service.items()):
+        count = sum(
+            1
+            for report in terminalreporter.stats.get("skipped", [])
+            if f"needs {marker}:" in str(report.longrepr)
+        )
+        terminalreporter.write_line(f"{marker}: {count} tests skipped ({'; '.join(sorted(reasons))})")
+
+
+# --- personas -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def acme(db) -> Namespace:
+    return Namespace.objects.create(slug="acme", name="Acme Support")
+
+
+@pytest.fixture
+def globex(db) -> Namespace:
+    return Namespace.objects.create(slug="globex", name="Globex Research")
+
+
+def _member(django_user_model, name: str, namespace: Namespace, *roles: str):
+    user = django_user_model.objects.create_user(name, password="correct horse battery")
+    for role in roles:
+        Membership.objects.create(user=user, namespace=namespace, role=role)
+    return user
+
+
+@pytest.fixture
+def alice(django_user_model, acme):
+    """Admin of acme."""
+    return _member(django_user_model, "alice", acme, "admin")
+
+
+@pytest.fixture
+def bob(django_user_model, acme):
+    """Viewer in acme: reads, changes nothing, sees masked payloads."""
+    return _member(django_user_model, "bob", acme, "viewer")
+
+
+@pytest.fixture
+def ivy(django_user_model, acme):
+    """Investigator in acme: may see raw payloads."""
+    return _member(django_user_model, "ivy", acme, "investigator")
+
+
+@pytest.fixture
+def charlie(django_user_model, globex):
+    """Admin of globex only: an outsider to everything in acme."""
+    return _member(django_user_model, "charlie", globex, "admin")
+
+
+@pytest.fixture
+def support_agent(acme) -> Agent:
+    return Agent.objects.create(namespace=acme, name="support-bot", allowed_tools=["search"])
+
+
+@pytest.fixture
+def agent_token(support_agent) -> str:
+    return Token.issue(agent=support_agent)[1]
+
+
+@pytest.fixture
+def other_agent_token(acme) -> str:
+    """A second agent of the same namespace."""
+    return Token.issue(agent=Agent.objects.create(namespace=acme, name="billing-bot"))[1]
+
+
+@pytest.fixture
+def foreign_agent_token(globex) -> str:
+    """An agent of another namespace."""
+    return Token.issue(agent=Agent.objects.create(namespace=globex, name="research-bot"))[1]
+
+
+# --- an ingest client ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def ingest(client):
+    """POST a batch to the ingest API: ingest(token, events) -> response."""
+
+    def post(token: str, events, **extra):
+        body = events if isinstance(events, bytes) else orjson.dumps({"events": events})
+        return client.post(
+            "/api/v1/ingest",
+            data=body,
+            content_type="application/json",
+            headers={"Authorization": f"Bearer {token}"},
+            **extra,
+        )
+
+    return post
