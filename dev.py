@@ -9,6 +9,7 @@ Uses SQLite and an embedded Celery broker unless DATABASE_URL / REDIS_URL are se
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import subprocess
@@ -26,7 +27,7 @@ STAMP = VENV / ".flightdeck-installed"
 def ensure_environment() -> None:
     """Create .venv and install the project with its test tools, again only when
     pyproject.toml changed since the last install."""
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - this script runs before the venv exists
         sys.exit("Flightdeck needs Python 3.11 or newer.")
     wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
     if STAMP.exists() and STAMP.read_text() == wanted and PYTHON.exists():
@@ -56,10 +57,8 @@ def demo(args: list[str]) -> None:
     manage("bootstrap_demo", env=env)
     address = args[0] if args else "127.0.0.1:8000"
     print(f"\nFlightdeck is at http://{address}/  (Ctrl-C stops it)\n", flush=True)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         manage("runserver", "--noreload", address, env=env)
-    except KeyboardInterrupt:
-        pass
 
 
 def test(args: list[str]) -> None:

@@ -154,6 +154,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "ENUM_NAME_OVERRIDES": {
+        "RunStatusEnum": "history.vocabulary.RunStatus",
+        "IngestResultEnum": ["stored", "duplicate", "conflict", "invalid"],
+    },
 }
 
 # --- Security. Production defaults are strict; each can be relaxed through the environment
@@ -168,6 +172,9 @@ if env_bool("SECURE_PROXY_SSL_HEADER", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
+# HSTS preload commits a domain to browsers' built-in lists; that is the operator's decision
+# (SECURE_HSTS_PRELOAD=1), so the deploy check's reminder about it is silenced.
+SILENCED_SYSTEM_CHECKS = ["security.W021"]
 
 LOGGING = {
     "version": 1,

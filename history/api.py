@@ -181,8 +181,9 @@ class RunViewSet(viewsets.ReadOnlyModelViewSet):
             wanted = [s.strip() for s in params["status"].split(",") if s.strip()]
             unknown = [s for s in wanted if s not in RunStatus.values]
             if unknown:
+                choices = ", ".join(RunStatus.values)
                 raise exceptions.ValidationError(
-                    {"status": f"{unknown[0]!r} is not a run status ({', '.join(RunStatus.values)})"}
+                    {"status": f"{unknown[0]!r} is not a run status ({choices})"}
                 )
             runs = runs.filter(status__in=wanted)
         if (after := _time_param(self.request, "started_after")) is not None:

@@ -294,7 +294,7 @@ def _insert_events(rows: list[Event]) -> None:
     # COPY is several times faster than a multi-row INSERT for a thousand-event batch; the
     # row lock taken above already rules out a concurrent insert of the same event ids.
     table = Event._meta.db_table
-    sql = f"COPY {table} ({', '.join(_COPY_COLUMNS)}) FROM STDIN"  # noqa: S608 (fixed names)
+    sql = f"COPY {table} ({', '.join(_COPY_COLUMNS)}) FROM STDIN"
     with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
         for row in rows:
             copy.write_row(

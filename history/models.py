@@ -146,7 +146,8 @@ class Event(models.Model):
     identity = models.CharField(max_length=255, blank=True)
     refs = models.JSONField(default=dict, blank=True)
     attributes = models.TextField(help_text="Canonical JSON of the attributes, as hashed.")
-    masked_attributes = models.TextField(
+    # NULL (not "") means "no finding": the display then reads `attributes` directly.
+    masked_attributes = models.TextField(  # noqa: DJ001
         null=True, blank=True, help_text="The attributes with secrets masked, where any were found."
     )
     secret_findings = models.JSONField(null=True, blank=True)

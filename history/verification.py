@@ -24,7 +24,8 @@ class Problem:
 
     def __str__(self) -> str:
         where = f"event {self.event_id}" if self.event_id is not None else "run"
-        return f"run {self.run.uuid} ({self.run.workflow_id} / {self.run.run_id}) {where}: {self.message}"
+        run = self.run
+        return f"run {run.uuid} ({run.workflow_id} / {run.run_id}) {where}: {self.message}"
 
 
 def verify_run(run: Run) -> list[Problem]:

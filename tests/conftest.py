@@ -68,7 +68,8 @@ def pytest_terminal_summary(terminalreporter):
             for report in terminalreporter.stats.get("skipped", [])
             if f"needs {marker}:" in str(report.longrepr)
         )
-        terminalreporter.write_line(f"{marker}: {count} tests skipped ({'; '.join(sorted(reasons))})")
+        why = "; ".join(sorted(reasons))
+        terminalreporter.write_line(f"{marker}: {count} tests skipped ({why})")
 
 
 # --- personas -----------------------------------------------------------------------------
