@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import orjson
 
@@ -75,7 +75,7 @@ def parse_time(value: str) -> datetime:
         raise InvalidEvent("must be an RFC 3339 time with a zone, e.g. 2026-01-31T12:00:00.5Z")
     year, month, day, hour, minute, second, fraction, zone = match.groups()
     if zone in ("Z", "z"):
-        tz = timezone.utc
+        tz = UTC
     else:
         sign = 1 if zone[0] == "+" else -1
         hours, minutes = int(zone[1:3]), int(zone[4:6])
