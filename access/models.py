@@ -17,20 +17,6 @@ from django.utils import timezone
 from access.roles import Role, roles_with
 
 
-class Namespace(models.Model):
-    """A team or tenant. Every run, agent and token belongs to exactly one namespace."""
-
-    slug = models.SlugField(max_length=63, unique=True)
-    name = models.CharField(max_length=200, blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
-
-    class Meta:
-        ordering = ["slug"]
-
-    def __str__(self) -> str:
-        return self.slug
-
-
 class NamespaceQuerySet(models.QuerySet):
     def visible_to(self, user, capability: str = "view") -> NamespaceQuerySet:
         """Namespaces in which `user` holds a role granting `capability` (all for superusers)."""
@@ -43,7 +29,20 @@ class NamespaceQuerySet(models.QuerySet):
         ).distinct()
 
 
-Namespace.add_to_class("objects", NamespaceQuerySet.as_manager())
+class Namespace(models.Model):
+    """A team or tenant. Every run, agent and token belongs to exactly one namespace."""
+
+    slug = models.SlugField(max_length=63, unique=True)
+    name = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = NamespaceQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.slug
 
 
 class Membership(models.Model):

@@ -1,28 +1,80 @@
-"""Pages of the site shell."""
+"""Pages that compose several apps: the run page and the agents inventory."""
 
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
-from django.db.models import Count
+from django.db.models import Count, Max, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.views.decorators.http import require_GET
 
-from access.models import Namespace
+from access.models import Agent, Namespace, Token
+from access.permissions import has_capability
+from access.roles import Capability
+from history.access import get_run_for
 from history.models import Run
+from history.views import history_region, run_header, run_waterfall
+from history.vocabulary import RunStatus
 
 
 @login_required
-def home(request: HttpRequest) -> HttpResponse:
-    """The namespaces the user may see, with their runs counted by status."""
+@require_GET
+def run_page(request: HttpRequest, run_uuid) -> HttpResponse:
+    """A run: header, timeline, history, live tail and durability panel. Interventions will add
+    their controls and records here, so `history` never needs to know about them."""
+    run = get_run_for(request.user, run_uuid)
+    history = history_region(request, run)
+    context = {
+        **history,
+        **run_header(run),
+        **run_waterfall(request, run, history),
+        "tail_seq": run.received_seq,
+        "is_open": not run.is_closed,
+    }
+    if request.htmx and request.htmx.target == "history":
+        return render(request, "history/run_parts.html#history", context)
+    return render(request, "dashboard/run.html", context)
+
+
+@login_required
+@require_GET
+def agents_page(request: HttpRequest) -> HttpResponse:
+    """Every agent the user may see, per namespace, with ownership, tokens and run counts.
+    Agents with no owner come first: they are the ones to fix."""
     namespaces = list(Namespace.objects.visible_to(request.user))
-    counts = (
-        Run.objects.filter(namespace__in=namespaces)
-        .values("namespace_id", "status")
-        .annotate(n=Count("id"))
-        .order_by()
+    agents = list(
+        Agent.objects.filter(namespace__in=namespaces)
+        .select_related("namespace", "owner_user", "owner_group")
+        .order_by("namespace__slug", "name")
     )
-    by_namespace: dict[int, dict[str, int]] = {}
-    for row in counts:
-        by_namespace.setdefault(row["namespace_id"], {})[row["status"]] = row["n"]
-    rows = [(ns, sorted(by_namespace.get(ns.pk, {}).items())) for ns in namespaces]
-    return render(request, "dashboard/home.html", {"rows": rows})
+    runs: dict[int, dict[str, int]] = {}
+    for agent_id, status, count in (
+        Run.objects.filter(agent__in=agents)
+        .order_by()
+        .values_list("agent_id", "status")
+        .annotate(n=Count("pk"))
+    ):
+        runs.setdefault(agent_id, {})[status] = count
+    tokens = {
+        row["agent_id"]: row
+        for row in Token.objects.filter(agent__in=agents)
+        .values("agent_id")
+        .annotate(active=Count("pk", filter=Q(revoked_at__isnull=True)), used=Max("last_used_at"))
+    }
+    administered = {
+        ns.pk for ns in namespaces if has_capability(request.user, ns.pk, Capability.ADMINISTER)
+    }
+    rows = [
+        {
+            "agent": agent,
+            "counts": [(s, runs.get(agent.pk, {}).get(s, 0)) for s in RunStatus.values
+                       if runs.get(agent.pk, {}).get(s)],
+            "active_tokens": tokens.get(agent.pk, {}).get("active", 0),
+            "token_last_used": tokens.get(agent.pk, {}).get("used"),
+            "can_admin": agent.namespace_id in administered,
+        }
+        for agent in agents
+    ]
+    # Agents with no owner first within each namespace: they are the ones to fix.
+    rows.sort(key=lambda row: (row["agent"].namespace.slug, row["agent"].owner is not None))
+    return render(request, "dashboard/agents.html", {"rows": rows, "namespaces": namespaces})

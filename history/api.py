@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 import orjson
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.db.models.fields.json import KeyTextTransform
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import exceptions, serializers, status, viewsets
@@ -21,14 +18,13 @@ from access.permissions import has_capability
 from access.roles import Capability
 from history.ingest import CONFLICT, DUPLICATE, INVALID, STORED, RunOfAnotherAgent, ingest_batch
 from history.models import Run
+from history.run_filters import FilterError, RunFilter
 from history.serializers import (
     EventSerializer,
     IngestResponseSerializer,
     RunDetailSerializer,
     RunSerializer,
 )
-from history.vocabulary import RunStatus
-from history.wire import InvalidEvent, parse_time
 
 
 class PayloadTooLarge(exceptions.APIException):
@@ -129,22 +125,14 @@ class RunCursor(CursorPagination):
     max_page_size = 500
 
 
-def _time_param(request, name: str) -> datetime | None:
-    value = request.query_params.get(name)
-    if not value:
-        return None
-    try:
-        return parse_time(value)
-    except InvalidEvent as exc:
-        raise exceptions.ValidationError({name: str(exc)}) from None
-
-
 RUN_FILTERS = [
     OpenApiParameter("namespace", str, description="Namespace slug."),
     OpenApiParameter("agent", str, description="Agent name."),
     OpenApiParameter("workflow_type", str),
     OpenApiParameter("status", str, description="One status, or several separated by commas."),
     OpenApiParameter("workflow_id", str, description="Prefix of the workflow id."),
+    OpenApiParameter("q", str, description="Substring of workflow id or run id, or a run UUID."),
+    OpenApiParameter("owner", str, description="User name or group name owning the agent."),
     OpenApiParameter("started_after", OpenApiTypes.DATETIME),
     OpenApiParameter("started_before", OpenApiTypes.DATETIME),
     OpenApiParameter("label", str, many=True, description="key=value; repeat to require all."),
@@ -168,35 +156,10 @@ class RunViewSet(viewsets.ReadOnlyModelViewSet):
         return self.filter_runs(runs)
 
     def filter_runs(self, runs):
-        params = self.request.query_params
-        if params.get("namespace"):
-            runs = runs.filter(namespace__slug=params["namespace"])
-        if params.get("agent"):
-            runs = runs.filter(agent__name=params["agent"])
-        if params.get("workflow_type"):
-            runs = runs.filter(workflow_type=params["workflow_type"])
-        if params.get("workflow_id"):
-            runs = runs.filter(workflow_id__startswith=params["workflow_id"])
-        if params.get("status"):
-            wanted = [s.strip() for s in params["status"].split(",") if s.strip()]
-            unknown = [s for s in wanted if s not in RunStatus.values]
-            if unknown:
-                choices = ", ".join(RunStatus.values)
-                raise exceptions.ValidationError(
-                    {"status": f"{unknown[0]!r} is not a run status ({choices})"}
-                )
-            runs = runs.filter(status__in=wanted)
-        if (after := _time_param(self.request, "started_after")) is not None:
-            runs = runs.filter(started_at__gte=after)
-        if (before := _time_param(self.request, "started_before")) is not None:
-            runs = runs.filter(started_at__lt=before)
-        for number, label in enumerate(params.getlist("label")):
-            key, sep, value = label.partition("=")
-            if not sep or not key:
-                raise exceptions.ValidationError({"label": f"{label!r} is not key=value"})
-            alias = f"label_{number}"
-            runs = runs.alias(**{alias: KeyTextTransform(key, "labels")}).filter(**{alias: value})
-        return runs
+        try:
+            return RunFilter.from_query(self.request.query_params).apply(runs)
+        except FilterError as exc:
+            raise exceptions.ValidationError(exc.errors) from None
 
     @extend_schema(parameters=RUN_FILTERS)
     def list(self, request, *args, **kwargs):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 
 import orjson
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
@@ -75,6 +76,8 @@ class Run(models.Model):
         indexes = [
             # The run list: newest first, keyset-paginated on (started_at, id).
             models.Index(fields=["-started_at", "-id"], name="run_recent"),
+            # The run list sorted by close time (open runs first).
+            models.Index(fields=["-closed_at", "-id"], name="run_recently_closed"),
             # The run list filtered by namespace and status, and per-status counts.
             models.Index(fields=["namespace", "status", "-started_at"], name="run_ns_status"),
             # The run list filtered by agent; an agent token reading its own runs.
@@ -84,6 +87,8 @@ class Run(models.Model):
                 fields=["workflow_id"], name="run_workflow_id_prefix",
                 opclasses=["varchar_pattern_ops"],
             ),
+            # Substring search over workflow_id and run_id uses trigram indexes, created on
+            # PostgreSQL only by migration 0002 (SQLite scans).
         ]
 
     def __str__(self) -> str:
@@ -186,3 +191,25 @@ class Event(models.Model):
     @property
     def has_secrets(self) -> bool:
         return bool(self.secret_findings)
+
+
+class SavedView(models.Model):
+    """A named set of run list filters, kept on the server and shareable by its URL. It holds
+    only the query string: whoever opens it still sees only the runs they may see."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="saved_views"
+    )
+    name = models.CharField(max_length=100)
+    query = models.CharField(max_length=2000, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "name"], name="saved_view_unique_name")
+        ]
+
+    def __str__(self) -> str:
+        return self.name

@@ -1,0 +1,155 @@
+"""Durability findings for a run, by the rules in docs/durability.md:
+
+- gaps: event ids missing below the highest one received;
+- redone work: two completions of the same unit of work, within the run or across runs of its
+  workflow id;
+- restart from scratch: this run repeats completions of an earlier run of the same workflow id
+  that ended without completing.
+
+A unit of work is named by the activity's `activity_key` (on the completion, or on the
+`activity.scheduled` event it refers to); without one, by its `activity_type` and a SHA-256 of
+its canonical `input`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import orjson
+
+from history import chain
+from history.models import Event, Run
+from history.vocabulary import RunStatus
+
+# Analysing more than this many activity events at once would make the panel slow to open;
+# past it the panel says it stopped instead of guessing.
+MAX_ACTIVITY_EVENTS = 200_000
+UNFINISHED = {
+    RunStatus.FAILED,
+    RunStatus.CANCELLED,
+    RunStatus.TERMINATED,
+    RunStatus.TIMED_OUT,
+}
+
+
+@dataclass
+class Completion:
+    run: Run
+    event_id: int
+    unit: str
+    label: str
+
+
+@dataclass
+class Finding:
+    rule: str  # gap, redone_work, restart_from_scratch
+    summary: str
+    links: list[tuple[Run, int]] = field(default_factory=list)
+
+
+@dataclass
+class Report:
+    findings: list[Finding]
+    truncated: bool = False
+
+
+def unit_of_work(completion: dict, scheduled: dict | None) -> tuple[str, str] | None:
+    """(unit key, readable label) of an activity completion, or None when it names nothing."""
+    for attrs in (completion, scheduled or {}):
+        key = attrs.get("activity_key")
+        if isinstance(key, str) and key:
+            return f"key:{key}", key
+    activity_type = completion.get("activity_type") or (scheduled or {}).get("activity_type")
+    if not activity_type:
+        return None
+    payload = completion.get("input", (scheduled or {}).get("input"))
+    try:
+        digest = hashlib.sha256(chain.canonical(payload)).hexdigest()
+    except (TypeError, orjson.JSONEncodeError):
+        return None
+    return f"input:{activity_type}:{digest}", f"{activity_type} (same input)"
+
+
+def completions_of(runs: list[Run]) -> tuple[list[Completion], bool]:
+    by_pk = {run.pk: run for run in runs}
+    events = (
+        Event.objects.filter(
+            run__in=runs, type__in=("activity.scheduled", "activity.completed")
+        )
+        .order_by("run_id", "event_id")
+        .values_list("run_id", "event_id", "type", "attributes", "refs")
+    )
+    scheduled: dict[tuple[int, int], dict] = {}
+    found: list[Completion] = []
+    for count, (run_pk, event_id, event_type, attributes, refs) in enumerate(
+        events.iterator(chunk_size=2000)
+    ):
+        if count >= MAX_ACTIVITY_EVENTS:
+            return found, True
+        attrs = orjson.loads(attributes)
+        if event_type == "activity.scheduled":
+            scheduled[(run_pk, event_id)] = attrs
+            continue
+        ref = (refs or {}).get("scheduled")
+        unit = unit_of_work(attrs, scheduled.get((run_pk, ref)) if ref else None)
+        if unit is not None:
+            found.append(Completion(by_pk[run_pk], event_id, *unit))
+    return found, False
+
+
+def analyse(run: Run) -> Report:
+    findings: list[Finding] = []
+    for first, last in run.missing_ranges():
+        span = f"event {first}" if first == last else f"events {first} to {last}"
+        findings.append(Finding("gap", f"{span} not received", [(run, first - 1)]))
+    siblings = list(
+        Run.objects.filter(namespace_id=run.namespace_id, workflow_id=run.workflow_id)
+        .order_by("started_at", "pk")
+    )
+    completions, truncated = completions_of(siblings)
+    by_unit: dict[str, list[Completion]] = {}
+    for completion in completions:
+        by_unit.setdefault(completion.unit, []).append(completion)
+    earlier_unfinished = {
+        sibling.pk
+        for sibling in siblings
+        if sibling.started_at <= run.started_at and sibling.pk != run.pk
+        and sibling.status in UNFINISHED
+    }
+    restarted_from: dict[int, list[Completion]] = {}
+    for same in by_unit.values():
+        if len(same) < 2 or not any(c.run.pk == run.pk for c in same):
+            continue
+        ours = [c for c in same if c.run.pk == run.pk]
+        theirs = [c for c in same if c.run.pk != run.pk]
+        if len(ours) > 1:
+            findings.append(
+                Finding(
+                    "redone_work",
+                    f"{ours[0].label} completed {len(ours)} times in this run",
+                    [(c.run, c.event_id) for c in ours],
+                )
+            )
+        for other in theirs:
+            if other.run.pk in earlier_unfinished:
+                restarted_from.setdefault(other.run.pk, []).append(ours[0])
+            else:
+                findings.append(
+                    Finding(
+                        "redone_work",
+                        f"{ours[0].label} also completed in run {other.run.run_id}",
+                        [(ours[0].run, ours[0].event_id), (other.run, other.event_id)],
+                    )
+                )
+    for other_pk, repeated in restarted_from.items():
+        other = next(s for s in siblings if s.pk == other_pk)
+        findings.append(
+            Finding(
+                "restart_from_scratch",
+                f"repeats {len(repeated)} completed activities of run {other.run_id}, which "
+                f"ended {other.status} without completing",
+                [(c.run, c.event_id) for c in repeated[:20]],
+            )
+        )
+    return Report(findings=findings, truncated=truncated)

@@ -1,0 +1,193 @@
+"""The run list's filters, shared by the list page and `GET /api/v1/runs`.
+
+`RunFilter.from_query(params)` validates a query string into filters (errors name the
+parameter), `apply(runs)` narrows a queryset, and `page(runs, cursor)` returns one keyset page
+ordered by start or close time.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import orjson
+from django.db.models import F, Q, QuerySet
+from django.db.models.fields.json import KeyTextTransform
+from django.http import QueryDict
+
+from history.vocabulary import RunStatus
+from history.wire import InvalidEvent, parse_time
+
+SORTS = ("started", "closed")
+MAX_QUERY_LENGTH = 255
+
+
+class FilterError(ValueError):
+    """A query parameter that does not parse; `errors` maps parameter -> problem."""
+
+    def __init__(self, errors: dict[str, str]):
+        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+        self.errors = errors
+
+
+def parse_moment(value: str) -> datetime:
+    """RFC 3339 with a zone; or, as a browser's date and datetime-local inputs send them, a
+    date or a date and time without a zone, read as UTC."""
+    try:
+        return parse_time(value)
+    except InvalidEvent:
+        pass
+    for pattern in ("%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"):
+        try:
+            return datetime.strptime(value, pattern).replace(tzinfo=UTC)
+        except ValueError:
+            continue
+    raise InvalidEvent("must be a date, or a time in RFC 3339 (e.g. 2026-01-31T12:00:00Z)")
+
+
+@dataclass
+class RunFilter:
+    namespace: str = ""
+    agent: str = ""
+    workflow_type: str = ""
+    statuses: list[str] = field(default_factory=list)
+    owner: str = ""
+    started_after: datetime | None = None
+    started_before: datetime | None = None
+    labels: list[tuple[str, str]] = field(default_factory=list)
+    q: str = ""
+    workflow_id_prefix: str = ""
+    sort: str = "started"
+
+    @classmethod
+    def from_query(cls, params: QueryDict) -> RunFilter:
+        errors: dict[str, str] = {}
+        found = cls(
+            namespace=params.get("namespace", "").strip(),
+            agent=params.get("agent", "").strip(),
+            workflow_type=params.get("workflow_type", "").strip(),
+            owner=params.get("owner", "").strip(),
+            q=params.get("q", "").strip(),
+            workflow_id_prefix=params.get("workflow_id", "").strip(),
+        )
+        if len(found.q) > MAX_QUERY_LENGTH:
+            errors["q"] = f"must be at most {MAX_QUERY_LENGTH} characters"
+        for value in params.getlist("status"):
+            for status in value.split(","):
+                status = status.strip()
+                if not status:
+                    continue
+                if status not in RunStatus.values:
+                    choices = ", ".join(RunStatus.values)
+                    errors["status"] = f"{status!r} is not a run status ({choices})"
+                elif status not in found.statuses:
+                    found.statuses.append(status)
+        for name in ("started_after", "started_before"):
+            value = params.get(name, "").strip()
+            if value:
+                try:
+                    setattr(found, name, parse_moment(value))
+                except InvalidEvent as exc:
+                    errors[name] = str(exc)
+        for label in params.getlist("label"):
+            label = label.strip()
+            if not label:
+                continue
+            key, sep, value = label.partition("=")
+            if not sep or not key.strip():
+                errors["label"] = f"{label!r} is not key=value"
+            else:
+                found.labels.append((key.strip(), value.strip()))
+        sort = params.get("sort", "started") or "started"
+        if sort not in SORTS:
+            errors["sort"] = f"{sort!r} is not one of {', '.join(SORTS)}"
+        else:
+            found.sort = sort
+        if errors:
+            raise FilterError(errors)
+        return found
+
+    def apply(self, runs: QuerySet, *, include_status: bool = True) -> QuerySet:
+        if self.namespace:
+            runs = runs.filter(namespace__slug=self.namespace)
+        if self.agent:
+            runs = runs.filter(agent__name=self.agent)
+        if self.workflow_type:
+            runs = runs.filter(workflow_type=self.workflow_type)
+        if self.owner:
+            runs = runs.filter(
+                Q(agent__owner_user__username=self.owner) | Q(agent__owner_group__name=self.owner)
+            )
+        if self.workflow_id_prefix:
+            runs = runs.filter(workflow_id__startswith=self.workflow_id_prefix)
+        if self.q:
+            match = Q(workflow_id__icontains=self.q) | Q(run_id__icontains=self.q)
+            with contextlib.suppress(ValueError):
+                match |= Q(uuid=uuid.UUID(self.q))
+            runs = runs.filter(match)
+        if include_status and self.statuses:
+            runs = runs.filter(status__in=self.statuses)
+        if self.started_after is not None:
+            runs = runs.filter(started_at__gte=self.started_after)
+        if self.started_before is not None:
+            runs = runs.filter(started_at__lt=self.started_before)
+        for number, (key, value) in enumerate(self.labels):
+            alias = f"label_{number}"
+            runs = runs.alias(**{alias: KeyTextTransform(key, "labels")}).filter(**{alias: value})
+        return runs
+
+    @property
+    def is_empty(self) -> bool:
+        return self == RunFilter(sort=self.sort)
+
+    # --- keyset pages ------------------------------------------------------------------
+
+    def page(self, runs: QuerySet, cursor: str, size: int) -> tuple[list, str | None]:
+        """One page after `cursor` (opaque, from a previous page; "" for the first) and the
+        cursor of the next page, or None at the end. Raises FilterError for a bad cursor."""
+        position = _decode_cursor(cursor) if cursor else None
+        if self.sort == "started":
+            runs = runs.order_by("-started_at", "-id")
+            if position is not None:
+                moment, pk = position
+                if moment is None:
+                    raise FilterError({"cursor": "does not belong to this sort"})
+                runs = runs.filter(Q(started_at__lt=moment) | Q(started_at=moment, id__lt=pk))
+        else:
+            # Open runs (no close time) first, newest first, then closed runs by close time.
+            runs = runs.order_by(F("closed_at").desc(nulls_first=True), "-id")
+            if position is not None:
+                moment, pk = position
+                if moment is None:
+                    runs = runs.filter(
+                        Q(closed_at__isnull=True, id__lt=pk) | Q(closed_at__isnull=False)
+                    )
+                else:
+                    runs = runs.filter(Q(closed_at__lt=moment) | Q(closed_at=moment, id__lt=pk))
+        rows = list(runs[: size + 1])
+        if len(rows) <= size:
+            return rows, None
+        rows = rows[:size]
+        last = rows[-1]
+        key = last.started_at if self.sort == "started" else last.closed_at
+        return rows, _encode_cursor(key, last.pk)
+
+
+def _encode_cursor(moment: datetime | None, pk: int) -> str:
+    payload = [moment.isoformat() if moment else None, pk]
+    return base64.urlsafe_b64encode(orjson.dumps(payload)).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime | None, int]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        moment, pk = orjson.loads(raw)
+        if not isinstance(pk, int) or isinstance(pk, bool):
+            raise ValueError
+        return (datetime.fromisoformat(moment) if moment is not None else None), pk
+    except (ValueError, TypeError, orjson.JSONDecodeError, binascii.Error):
+        raise FilterError({"cursor": "is not a cursor from this list"}) from None
