@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import orjson
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from drf_spectacular.types import OpenApiTypes
@@ -25,6 +24,7 @@ from history.serializers import (
     RunDetailSerializer,
     RunSerializer,
 )
+from history.wire import decode_json
 
 
 class PayloadTooLarge(exceptions.APIException):
@@ -48,8 +48,8 @@ def _decode_envelope(request) -> list:
     if len(body) > limit:
         raise PayloadTooLarge(f"body: {len(body)} bytes is over the limit of {limit} bytes")
     try:
-        document = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
+        document = decode_json(body)
+    except (ValueError, UnicodeDecodeError) as exc:
         raise exceptions.ParseError(f"body: not valid JSON ({exc})") from None
     if not isinstance(document, dict) or "events" not in document:
         raise exceptions.ParseError('body: must be an object {"events": [...]}')

@@ -178,7 +178,32 @@ def _store_run_events(
             )
     if not fresh:
         return
+    rows, late_hashes = prepare_events(run, token, fresh, now)
+    for parsed in fresh:
+        results[parsed.index] = ItemResult(parsed.index, STORED)
+    insert_events(rows)
+    if late_hashes:
+        Event.objects.bulk_update(late_hashes, ["chain_hash"], batch_size=1000)
+    run.save(update_fields=DERIVED_RUN_FIELDS)
 
+
+# The run's fields that follow from its events, written with them in one transaction.
+DERIVED_RUN_FIELDS = [
+    "workflow_type", "status", "status_event_id", "started_at", "started_from_event",
+    "closed_at", "event_count", "last_event_id", "contiguous_through", "head_hash",
+    "received_seq", "events_with_secrets", "labels", "updated_at",
+]
+
+
+def prepare_events(
+    run: Run, token: Token, fresh: list[ParsedEvent], now
+) -> tuple[list[Event], list[Event]]:
+    """Build the rows of `fresh` (new events, in event_id order) as they will be stored, fold
+    them into the run's derived fields, and extend the chain. Returns the new rows and the
+    earlier-stored rows whose chain hash this batch filled in. Writes nothing."""
+    # Whether events were stored beyond a gap before this batch: only then can filling the
+    # gap pull earlier-stored events into the chain.
+    stored_beyond_gap = run.last_event_id > run.contiguous_through
     rows = []
     headers: dict[int, bytes] = {}
     for parsed in fresh:
@@ -206,22 +231,13 @@ def _store_run_events(
                 token=token,
             )
         )
-        results[parsed.index] = ItemResult(parsed.index, STORED)
         _apply_to_run(run, parsed, bool(findings))
-
-    late_hashes = _extend_chain(run, headers, {row.event_id: row for row in rows})
-    _insert_events(rows)
-    if late_hashes:
-        Event.objects.bulk_update(late_hashes, ["chain_hash"], batch_size=1000)
+    late_hashes = _extend_chain(
+        run, headers, {row.event_id: row for row in rows}, stored_beyond_gap=stored_beyond_gap
+    )
     run.event_count += len(rows)
     run.updated_at = now
-    run.save(
-        update_fields=[
-            "workflow_type", "status", "status_event_id", "started_at", "started_from_event",
-            "closed_at", "event_count", "last_event_id", "contiguous_through", "head_hash",
-            "received_seq", "events_with_secrets", "labels", "updated_at",
-        ]
-    )
+    return rows, late_hashes
 
 
 def _apply_to_run(run: Run, event: ParsedEvent, has_secrets: bool) -> None:
@@ -246,7 +262,9 @@ def _apply_to_run(run: Run, event: ParsedEvent, has_secrets: bool) -> None:
         run.closed_at = event.time if status in CLOSED_STATUSES else None
 
 
-def _extend_chain(run: Run, headers: dict[int, bytes], new_rows: dict[int, Event]) -> list:
+def _extend_chain(
+    run: Run, headers: dict[int, bytes], new_rows: dict[int, Event], *, stored_beyond_gap: bool
+) -> list:
     """Hash the contiguous prefix as far as it now reaches. New events get their chain hash
     before insert; events stored earlier beyond a gap that this batch fills are returned for
     an update."""
@@ -254,7 +272,7 @@ def _extend_chain(run: Run, headers: dict[int, bytes], new_rows: dict[int, Event
     if next_id not in headers:
         return []
     waiting: dict[int, tuple[Event, bytes]] = {}
-    if run.last_event_id > run.contiguous_through:
+    if stored_beyond_gap:
         # Events stored earlier beyond the gap: they join the chain once it reaches them.
         for stored in (
             Event.objects.filter(run=run, event_id__gt=run.contiguous_through)
@@ -287,7 +305,7 @@ _COPY_COLUMNS = (
 )
 
 
-def _insert_events(rows: list[Event]) -> None:
+def insert_events(rows: list[Event]) -> None:
     if connection.vendor != "postgresql":
         Event.objects.bulk_create(rows, batch_size=500)
         return

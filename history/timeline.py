@@ -144,9 +144,13 @@ def _absorb(row: Row, event: Event, attributes: dict) -> None:
 @dataclass
 class Bar:
     row: Row
-    x: float  # percent of the axis
+    x: float  # SVG user units
     width: float
     y: int
+
+    @property
+    def text_y(self) -> int:
+        return self.y + ROW_HEIGHT - 5
 
 
 @dataclass
@@ -162,8 +166,12 @@ class Waterfall:
         return max((self.end - self.start).total_seconds(), 0.0)
 
 
-ROW_HEIGHT = 16
-MIN_WIDTH = 0.4  # percent: an instant activity stays visible and clickable
+ROW_HEIGHT = 18
+# SVG user units: labels on the left, the time axis on the right; the SVG scales to its width.
+LABEL_WIDTH = 250
+AXIS_LEFT = 260
+AXIS_WIDTH = 740
+MIN_WIDTH = 3  # user units: an instant activity stays visible and clickable
 
 
 def waterfall(rows: list[Row], *, now: datetime, marks: list[dict] = ()) -> Waterfall | None:
@@ -178,13 +186,13 @@ def waterfall(rows: list[Row], *, now: datetime, marks: list[dict] = ()) -> Wate
     total = max((end - start).total_seconds(), 0.001)
 
     def position(moment: datetime) -> float:
-        return round(100 * (moment - start).total_seconds() / total, 3)
+        return round(AXIS_LEFT + AXIS_WIDTH * (moment - start).total_seconds() / total, 2)
 
     bars = []
     for lane, row in enumerate(spans):
-        x = position(row.start)
+        x = min(position(row.start), AXIS_LEFT + AXIS_WIDTH - MIN_WIDTH)
         width = max(position(row.end or now) - x, MIN_WIDTH)
-        bars.append(Bar(row=row, x=min(x, 100 - MIN_WIDTH), width=width, y=lane * ROW_HEIGHT))
+        bars.append(Bar(row=row, x=x, width=width, y=lane * ROW_HEIGHT))
     placed = [{**mark, "x": position(mark["time"])} for mark in marks]
     return Waterfall(
         bars=bars, start=start, end=end, marks=placed, height=max(len(bars), 1) * ROW_HEIGHT

@@ -182,6 +182,11 @@ def history_region(request: HttpRequest, run: Run) -> dict:
             [_event_json(event, raw=raw) for event in page], option=orjson.OPT_INDENT_2
         ).decode()
     keep = {k: v for k, v in params.items() if k in ("view", "category", "type", "q", "raw")}
+    filters_only = {k: v for k, v in keep.items() if k != "view"}
+    view_tabs = [
+        ((name, urlencode({**filters_only, "view": name})), title)
+        for name, title in (("compact", "Compact"), ("full", "Full"), ("json", "JSON"))
+    ]
     next_url = None
     if more:
         next_url = "?" + urlencode({**keep, "after": page[-1].event_id})
@@ -201,6 +206,7 @@ def history_region(request: HttpRequest, run: Run) -> dict:
         "next_url": next_url,
         "categories": list(CORE_EVENT_TYPES),
         "keep_query": urlencode(keep),
+        "view_tabs": view_tabs,
         "is_first_page": after == 0,
     }
 

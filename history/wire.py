@@ -6,6 +6,7 @@ field without reading server logs. Nothing here touches the database.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
@@ -36,6 +37,26 @@ KNOWN_FIELDS = frozenset(
         "refs",
     }
 )
+
+
+# orjson reads an integer too large for 64 bits as a float, silently changing it. A body with
+# a run of 20 or more digits (rare: only such integers, or long digit strings) is decoded by the
+# standard library instead, which keeps integers exact; the checks below then refuse them.
+_LONG_DIGITS = re.compile(rb"[0-9]{20,}")
+
+
+def decode_json(body: bytes):
+    """Decode a request body exactly. Raises ValueError with a readable reason."""
+    if _LONG_DIGITS.search(body) is None:
+        return orjson.loads(body)  # orjson.JSONDecodeError is a ValueError
+
+    def refuse_constant(name: str):
+        raise ValueError(f"{name} is not valid JSON")
+
+    try:
+        return json.loads(body, parse_constant=refuse_constant)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
 
 
 class InvalidEvent(ValueError):
