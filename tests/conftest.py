@@ -18,7 +18,8 @@ from django.db import connection
 from access.models import Agent, Membership, Namespace, Token
 
 REQUIRE_SERVICES = os.environ.get("FLIGHTDECK_REQUIRE_SERVICES", "") in ("1", "true", "yes")
-SERVICE_MARKERS = ("postgres", "redis")
+SERVICE_MARKERS = ("postgres", "redis", "browser")
+CHROMIUM = os.environ.get("FLIGHTDECK_CHROMIUM", "/usr/bin/chromium")
 _skipped_for_service: dict[str, set[str]] = {}
 
 
@@ -42,6 +43,13 @@ def _service_missing(marker: str) -> str | None:
     if marker == "redis":
         ok, why = _redis_reachable()
         return None if ok else why
+    if marker == "browser":
+        if not os.path.exists(CHROMIUM):
+            return f"no Chromium at {CHROMIUM} (apt-get install chromium)"
+        try:
+            import playwright  # noqa: F401
+        except ImportError:
+            return "Playwright for Python is not installed"
     return None
 
 
@@ -156,3 +164,62 @@ def ingest(client):
         )
 
     return post
+
+
+# --- a real browser -------------------------------------------------------------------------
+
+ARTIFACTS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "test-artifacts")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """Debian's Chromium under Playwright, launched once per test session."""
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API runs an event loop in this thread; the ORM calls that tests make
+    # between browser steps are still plain synchronous calls.
+    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def browser_as(chromium, live_server):
+    """browser_as(user) -> a Playwright page signed in as `user` through the sign-in form.
+    Each page is given a screenshot helper: page.shot("name") saves test-artifacts/name.png."""
+    contexts = []
+
+    def sign_in(user, password: str = "correct horse battery", width: int = 1280):
+        context = chromium.new_context(viewport={"width": width, "height": 900})
+        contexts.append(context)
+        page = context.new_page()
+        page.set_default_timeout(15_000)
+        page.goto(f"{live_server.url}/accounts/login/")
+        page.fill("input[name=username]", user.get_username())
+        page.fill("input[name=password]", password)
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{live_server.url}/")
+
+        def shot(name: str) -> str:
+            os.makedirs(ARTIFACTS, exist_ok=True)
+            path = os.path.join(ARTIFACTS, f"{name}.png")
+            page.screenshot(path=path, full_page=False)
+            return path
+
+        page.shot = shot
+        page.base_url = live_server.url
+        return page
+
+    yield sign_in
+    for context in contexts:
+        context.close()
