@@ -55,6 +55,7 @@ def demo(args: list[str]) -> None:
     env = {**os.environ, "DEBUG": os.environ.get("DEBUG", "1")}
     manage("migrate", "--no-input", env=env)
     manage("bootstrap_demo", env=env)
+    manage("seed_history", "--if-empty", "--runs", "40", env=env)
     address = args[0] if args else "127.0.0.1:8000"
     print(f"\nFlightdeck is at http://{address}/  (Ctrl-C stops it)\n", flush=True)
     with contextlib.suppress(KeyboardInterrupt):

@@ -37,10 +37,16 @@ class Command(BaseCommand):
                             help="Also N runs of 5 events each, loaded in bulk.")
         parser.add_argument("--seed", type=int, default=7, help="Random seed.")
         parser.add_argument("--dry-run", action="store_true", help="Say what would be made.")
+        parser.add_argument("--if-empty", action="store_true",
+                            help="Do nothing when any run exists already (for the demo).")
 
-    def handle(self, *args, runs, large, small_runs, seed, dry_run, **options):
+    def handle(self, *args, runs, large, small_runs, seed, dry_run, if_empty, **options):
         if min(runs, large, small_runs) < 0:
             raise CommandError("counts must not be negative")
+        if if_empty and Run.objects.exists():
+            if options["verbosity"] > 1:
+                self.stdout.write("runs exist already; nothing seeded")
+            return
         if dry_run:
             self.stdout.write(
                 f"would create {runs} realistic runs, {1 if large else 0} run of {large} events "
