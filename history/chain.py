@@ -41,7 +41,10 @@ HEADER_FIELDS = (
 
 def canonical(value) -> bytes:
     """UTF-8 JSON with keys sorted and no insignificant white space. Raises TypeError or
-    orjson.JSONEncodeError for values JSON cannot carry exactly (integers beyond 64 bits)."""
+    orjson.JSONEncodeError for values JSON cannot carry exactly (integers beyond 64 bits).
+
+    `value` must come from decoding JSON (`history.wire.decode_json`), which refuses NaN and
+    the infinities: orjson would write those as null."""
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
 
 

@@ -78,7 +78,8 @@ def ingest_batch(token: Token, items: list, *, max_attributes_bytes: int) -> Bat
         try:
             parsed = parse_event(index, item, max_attributes_bytes=max_attributes_bytes)
         except InvalidEvent as exc:
-            results[index] = ItemResult(index, INVALID, f"events[{index}].{exc}")
+            where = f"events[{index}]" if str(exc).startswith(":") else f"events[{index}]."
+            results[index] = ItemResult(index, INVALID, f"{where}{exc}")
             continue
         same_batch = by_run[parsed.run_key].get(parsed.event_id)
         if same_batch is None:
@@ -231,7 +232,7 @@ def prepare_events(
                 token=token,
             )
         )
-        _apply_to_run(run, parsed, bool(findings))
+        _apply_to_run(run, parsed, masked)
     late_hashes = _extend_chain(
         run, headers, {row.event_id: row for row in rows}, stored_beyond_gap=stored_beyond_gap
     )
@@ -240,17 +241,19 @@ def prepare_events(
     return rows, late_hashes
 
 
-def _apply_to_run(run: Run, event: ParsedEvent, has_secrets: bool) -> None:
+def _apply_to_run(run: Run, event: ParsedEvent, masked: dict | None) -> None:
     """Fold one new event into the run's derived fields. Every rule here depends only on the
-    set of events stored, never on their arrival order."""
+    set of events stored, never on their arrival order. `masked` is the event's attributes with
+    secrets masked, or None when none were found."""
     run.last_event_id = max(run.last_event_id, event.event_id)
-    if has_secrets:
+    if masked is not None:
         run.events_with_secrets += 1
     if event.type == "workflow.started":
         run.started_at = event.time
         run.started_from_event = True
         run.workflow_type = event.workflow_type
-        run.labels = event.attributes.get("labels") or {}
+        # Labels are shown to every viewer and filtered on: they are copied masked.
+        run.labels = (masked if masked is not None else event.attributes).get("labels") or {}
     elif not run.started_from_event and event.time < run.started_at:
         run.started_at = event.time
     if not run.workflow_type and event.workflow_type:

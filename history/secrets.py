@@ -1,8 +1,8 @@
 """Best-effort detection and masking of credentials in event attributes.
 
 `scan` runs on every ingested event, so this module sits on the hot ingest path. It works in
-two stages so that the common case, an event without secrets, costs one walk and two regex
-searches:
+two stages so that the common case, an event without secrets, costs one walk, two regex
+searches and a decoding attempt for each string that is entirely base64:
 
 * The gate walks the attributes once, skips strings shorter than 8 characters, looks up each
   dict key in a cache of credential-like names, joins the remaining strings with NUL separators
@@ -201,11 +201,12 @@ _PASSWORD_SUFFIXES = ("passphrase", "passwd", "password", "pwd")
 class _KeyKind:
     """What a credential-like key name says about its value."""
 
-    __slots__ = ("aws", "password")
+    __slots__ = ("aws", "directory", "password")
 
-    def __init__(self, aws: bool, password: bool) -> None:
+    def __init__(self, aws: bool, password: bool, directory: bool) -> None:
         self.aws = aws  # named like aws_secret_access_key
         self.password = password  # a password may be all digits; a token-named number is not
+        self.directory = directory  # "pwd" is also the shell's working directory
 
 
 def _classify_key(name: str) -> _KeyKind | None:
@@ -214,6 +215,7 @@ def _classify_key(name: str) -> _KeyKind | None:
         return _KeyKind(
             aws=normalized.endswith("secretaccesskey"),
             password=normalized.endswith(_PASSWORD_SUFFIXES),
+            directory=normalized == "pwd",
         )
     return None
 
@@ -243,10 +245,14 @@ def _secret_value_by_key(value: str, kind: _KeyKind) -> bool:
     if _UUID(stripped) or _HASH_HEX(stripped):
         # Under such names these are nearly always ids or checksums, not credentials.
         return False
+    if kind.directory and _DIRECTORY(stripped):
+        return False
     return kind.password or not stripped.isdigit()
 
 
 _AWS_SECRET_VALUE = re.compile(r"[A-Za-z0-9/+]{40}").fullmatch
+# An absolute or home-relative directory, as a shell tool reports its working directory.
+_DIRECTORY = re.compile(r"~?(?:/[\w.@+-]*)+|[A-Za-z]:\\[^\s]*").fullmatch
 
 # --- precise text rules ----------------------------------------------------------------------
 # Each rule: name, pattern, the group whose span is masked (0 = whole match), and an optional
@@ -433,10 +439,12 @@ class _Spans:
 
     def add(self, start: int, end: int, rule: str) -> None:
         index = bisect.bisect_right(self.starts, start)
+        # A span overlapping one already accepted is dropped: rules are applied in priority
+        # order, so the accepted one came from an equal or more specific rule.
         if index and self.ends[index - 1] > start:
-            return  # overlaps the span before it, which came from a rule of higher priority
+            return
         if index < len(self.starts) and self.starts[index] < end:
-            return  # overlaps the span after it
+            return
         self.starts.insert(index, start)
         self.ends.insert(index, end)
         self.rules.insert(index, rule)

@@ -39,10 +39,11 @@ KNOWN_FIELDS = frozenset(
 )
 
 
-# orjson reads an integer too large for 64 bits as a float, silently changing it. A body with
-# a run of 20 or more digits (rare: only such integers, or long digit strings) is decoded by the
-# standard library instead, which keeps integers exact; the checks below then refuse them.
-_LONG_DIGITS = re.compile(rb"[0-9]{20,}")
+# orjson reads an integer outside 64 bits as a float, silently changing it. Every such integer
+# has 19 or more digits (-2**63 - 1 has 19), so a body with a run of 19 or more digits (rare:
+# only such integers, or long digit strings) is decoded by the standard library instead, which
+# keeps integers exact; the checks below then refuse those that do not fit.
+_LONG_DIGITS = re.compile(rb"[0-9]{19,}")
 
 
 def decode_json(body: bytes):
@@ -179,7 +180,7 @@ def _labels(attributes: dict) -> None:
 def parse_event(index: int, item, *, max_attributes_bytes: int) -> ParsedEvent:
     """Validate one item of `events`. Raises InvalidEvent with a message naming the field."""
     if not isinstance(item, dict):
-        raise InvalidEvent("must be an object")
+        raise InvalidEvent(": must be an object")  # no field: the item itself
     unknown = set(item) - KNOWN_FIELDS
     if unknown:
         raise InvalidEvent(f"{sorted(unknown)[0]}: is not a field of wire format v1")
