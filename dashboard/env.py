@@ -78,13 +78,17 @@ def parse_database_url(url: str, *, base_dir: Path) -> dict:
         if not name:
             raise ImproperlyConfigured("DATABASE_URL: a postgres URL needs a database name")
         options = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+        try:
+            port = parts.port
+        except ValueError:
+            raise ImproperlyConfigured("DATABASE_URL: the port is not a number") from None
         return {
             "ENGINE": "django.db.backends.postgresql",
             "NAME": name,
             "USER": unquote(parts.username or ""),
             "PASSWORD": unquote(parts.password or ""),
             "HOST": parts.hostname or "",
-            "PORT": str(parts.port or ""),
+            "PORT": str(port or ""),
             "OPTIONS": options,
             "CONN_MAX_AGE": 60,
             "CONN_HEALTH_CHECKS": True,

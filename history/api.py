@@ -124,6 +124,11 @@ class RunCursor(CursorPagination):
     page_size_query_param = "limit"
     max_page_size = 500
 
+    def get_page_size(self, request):
+        if request.query_params.get("limit") in (None, ""):
+            return self.page_size
+        return _int_param(request, "limit", default=50, minimum=1, maximum=self.max_page_size)
+
 
 RUN_FILTERS = [
     OpenApiParameter("namespace", str, description="Namespace slug."),

@@ -18,6 +18,7 @@ guessed.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 
 import orjson
@@ -43,9 +44,25 @@ def canonical(value) -> bytes:
     """UTF-8 JSON with keys sorted and no insignificant white space. Raises TypeError or
     orjson.JSONEncodeError for values JSON cannot carry exactly (integers beyond 64 bits).
 
-    `value` must come from decoding JSON (`history.wire.decode_json`), which refuses NaN and
-    the infinities: orjson would write those as null."""
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    orjson writes NaN and the infinities as null; they are refused here instead (JSON input
+    cannot hold them, but direct callers such as importers could pass them)."""
+    text = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    if b"null" in text and _has_non_finite(value):
+        raise TypeError("NaN and infinities cannot be stored as JSON")
+    return text
+
+
+def _has_non_finite(value) -> bool:
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return True
+        if isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, list | tuple):
+            pending.extend(item)
+    return False
 
 
 def new_salt() -> str:

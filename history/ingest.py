@@ -224,7 +224,7 @@ def prepare_events(
                 refs=parsed.refs,
                 attributes=parsed.attributes_bytes.decode(),
                 masked_attributes=None if masked is None else chain.canonical(masked).decode(),
-                secret_findings=findings or None,
+                secret_findings=_storable(findings) or None,
                 salt=salt,
                 header=header.decode(),
                 received_at=now,
@@ -239,6 +239,14 @@ def prepare_events(
     run.event_count += len(rows)
     run.updated_at = now
     return rows, late_hashes
+
+
+def _storable(findings: list[dict]) -> list[dict]:
+    """Finding paths name attribute keys, which may hold U+0000: JSON columns on PostgreSQL
+    cannot, so it is written as the escape text \\u0000 in the path."""
+    if any("\x00" in finding["path"] for finding in findings):
+        return [{**f, "path": f["path"].replace("\x00", "\\u0000")} for f in findings]
+    return findings
 
 
 def _apply_to_run(run: Run, event: ParsedEvent, masked: dict | None) -> None:

@@ -27,7 +27,7 @@ class RunQuerySet(models.QuerySet):
         if agent is not None:
             return self.filter(agent=agent) if capability == Capability.VIEW else self.none()
         namespaces = Namespace.objects.visible_to(principal, capability)
-        if principal.is_authenticated and principal.is_superuser:
+        if principal.is_authenticated and principal.is_active and principal.is_superuser:
             return self.all()
         return self.filter(namespace__in=namespaces)
 

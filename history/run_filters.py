@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import orjson
-from django.db.models import F, Q, QuerySet
+from django.db import connection
+from django.db.models import F, Q, QuerySet, TextField
+from django.db.models.functions import Cast, Substr
 from django.db.models.fields.json import KeyTextTransform
 from django.http import QueryDict
 
@@ -124,6 +126,9 @@ class RunFilter:
             )
         if self.workflow_id_prefix:
             runs = runs.filter(workflow_id__startswith=self.workflow_id_prefix)
+            if connection.vendor == "sqlite":  # its LIKE ignores case; ids are case-sensitive
+                prefix = Substr("workflow_id", 1, len(self.workflow_id_prefix))
+                runs = runs.alias(id_prefix=prefix).filter(id_prefix=self.workflow_id_prefix)
         if self.q:
             match = Q(workflow_id__icontains=self.q) | Q(run_id__icontains=self.q)
             with contextlib.suppress(ValueError):
@@ -137,7 +142,10 @@ class RunFilter:
             runs = runs.filter(started_at__lt=self.started_before)
         for number, (key, value) in enumerate(self.labels):
             alias = f"label_{number}"
-            runs = runs.alias(**{alias: KeyTextTransform(key, "labels")}).filter(**{alias: value})
+            # Cast to text: a bare key transform compares as JSON, which SQLite cannot do
+            # with a plain string.
+            text = Cast(KeyTextTransform(key, "labels"), output_field=TextField())
+            runs = runs.alias(**{alias: text}).filter(**{alias: value})
         return runs
 
     @property

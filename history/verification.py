@@ -14,6 +14,7 @@ import orjson
 
 from history import chain
 from history.models import Run
+from history.wire import InvalidEvent, parse_time
 
 
 @dataclass
@@ -28,6 +29,27 @@ class Problem:
         return f"run {run.uuid} ({run.workflow_id} / {run.run_id}) {where}: {self.message}"
 
 
+def _columns_against_header(
+    fields: dict, run: Run, event_id, event_type, time_text, time, identity, refs
+) -> list[str]:
+    """The stored columns that disagree with the (hashed) header: the columns are what pages
+    and the API show, so a change to them must be caught too."""
+    try:
+        header_time = parse_time(fields.get("time") or "")
+    except InvalidEvent:
+        header_time = None
+    checks = (
+        ("event_id", fields.get("event_id") == event_id),
+        ("type", fields.get("type") == event_type),
+        ("time", fields.get("time") == time_text and header_time == time),
+        ("workflow_id", fields.get("workflow_id") == run.workflow_id),
+        ("run_id", fields.get("run_id") == run.run_id),
+        ("identity", (fields.get("identity") or "") == identity),
+        ("refs", (fields.get("refs") or {}) == (refs or {})),
+    )
+    return [name for name, ok in checks if not ok]
+
+
 def verify_run(run: Run) -> list[Problem]:
     problems: list[Problem] = []
 
@@ -36,47 +58,46 @@ def verify_run(run: Run) -> list[Problem]:
 
     previous = chain.GENESIS
     expected_id = 1
+    broken_prefix = False  # once an event is missing, later ones cannot be chained
     count = 0
     events = (
         run.events.order_by("event_id")
-        .values_list("event_id", "type", "time_text", "attributes", "salt", "header", "chain_hash")
+        .values_list(
+            "event_id", "type", "time_text", "time", "identity", "refs", "attributes", "salt",
+            "header", "chain_hash",
+        )
         .iterator(chunk_size=2000)
     )
-    for event_id, event_type, time_text, attributes, salt, header, chain_hash in events:
+    for row in events:
+        event_id, event_type, time_text, time, identity, refs, attributes, salt, header, link = row
         count += 1
-        in_prefix = event_id <= run.contiguous_through
+        in_prefix = event_id <= run.contiguous_through and not broken_prefix
         if in_prefix and event_id != expected_id:
             fail(expected_id, f"missing from the chain (next stored event is {event_id})")
-            in_prefix = False
+            in_prefix, broken_prefix = False, True
         try:
             fields = orjson.loads(header)
         except orjson.JSONDecodeError:
             fail(event_id, "stored header is not valid JSON")
-            continue
-        if chain.canonical(fields) != header.encode():
-            fail(event_id, "stored header is not in canonical form")
-        mismatched = [
-            name
-            for name, value in (
-                ("event_id", event_id),
-                ("type", event_type),
-                ("time", time_text),
-                ("workflow_id", run.workflow_id),
-                ("run_id", run.run_id),
+            fields = {}
+        else:
+            if chain.canonical(fields) != header.encode():
+                fail(event_id, "stored header is not in canonical form")
+        if fields:
+            mismatched = _columns_against_header(
+                fields, run, event_id, event_type, time_text, time, identity, refs
             )
-            if fields.get(name) != value
-        ]
-        if mismatched:
-            fail(event_id, f"header disagrees with the stored {', '.join(mismatched)}")
-        digest = chain.attributes_digest(salt, attributes.encode())
-        if fields.get("attributes_digest") != digest:
-            fail(event_id, "attributes do not match their digest (changed after ingest)")
+            if mismatched:
+                fail(event_id, f"header disagrees with the stored {', '.join(mismatched)}")
+            digest = chain.attributes_digest(salt, attributes.encode())
+            if fields.get("attributes_digest") != digest:
+                fail(event_id, "attributes do not match their digest (changed after ingest)")
         if in_prefix:
             previous = chain.link(previous, header.encode())
-            if chain_hash != previous:
+            if link != previous:
                 fail(event_id, "chain hash does not match (this event or one before it changed)")
             expected_id += 1
-        elif chain_hash:
+        elif link:
             fail(event_id, "has a chain hash although it lies beyond a gap")
     if expected_id - 1 != run.contiguous_through:
         fail(None, f"contiguous_through is {run.contiguous_through} but the chain reaches "

@@ -106,11 +106,22 @@ def parse_time(value: str) -> datetime:
         tz = timezone(sign * timedelta(hours=hours, minutes=minutes))
     micro = int((fraction or "0")[:6].ljust(6, "0"))
     try:
-        return datetime(
+        moment = datetime(
             int(year), int(month), int(day), int(hour), int(minute), int(second), micro, tz
         )
+        moment.astimezone(UTC)  # a zone offset can carry year 1 or 9999 out of range
     except ValueError as exc:
         raise InvalidEvent(f"is not a real date and time ({exc})") from None
+    except OverflowError:
+        raise InvalidEvent("is out of the range of storable times") from None
+    return moment
+
+
+def _no_nul(value: str, name: str) -> str:
+    # PostgreSQL text and JSON columns cannot hold U+0000.
+    if "\x00" in value:
+        raise InvalidEvent(f"{name}: must not contain the NUL character")
+    return value
 
 
 def _required_string(item: dict, name: str, limit: int) -> str:
@@ -119,6 +130,7 @@ def _required_string(item: dict, name: str, limit: int) -> str:
         raise InvalidEvent(f"{name}: is required")
     if not isinstance(value, str):
         raise InvalidEvent(f"{name}: must be a string")
+    _no_nul(value, name)
     if not value.strip():
         raise InvalidEvent(f"{name}: must not be empty")
     if len(value) > limit:
@@ -132,6 +144,7 @@ def _optional_string(item: dict, name: str, limit: int) -> str | None:
         return None
     if not isinstance(value, str):
         raise InvalidEvent(f"{name}: must be a string")
+    _no_nul(value, name)
     if len(value) > limit:
         raise InvalidEvent(f"{name}: must be at most {limit} characters")
     return value
@@ -157,6 +170,7 @@ def _refs(item: dict) -> dict[str, int]:
     if not isinstance(value, dict):
         raise InvalidEvent("refs: must be an object of event ids")
     for name, ref in value.items():
+        _no_nul(name, "refs")
         if isinstance(ref, bool) or not isinstance(ref, int) or not 1 <= ref <= MAX_EVENT_ID:
             raise InvalidEvent(f"refs.{name}: must be an event id (an integer of 1 or more)")
     return value
@@ -171,6 +185,9 @@ def _labels(attributes: dict) -> None:
     if len(labels) > MAX_LABELS:
         raise InvalidEvent(f"attributes.labels: at most {MAX_LABELS} labels")
     for key, value in labels.items():
+        _no_nul(key, "attributes.labels")
+        if isinstance(value, str):
+            _no_nul(value, "attributes.labels")
         if not isinstance(value, str) or len(value) > 200 or len(key) > 100:
             raise InvalidEvent(
                 f"attributes.labels.{key[:100]}: must be a string of at most 200 characters"

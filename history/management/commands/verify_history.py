@@ -6,6 +6,7 @@ import uuid
 
 from django.core.management.base import BaseCommand, CommandError
 
+from access.models import Namespace
 from history.models import Run
 from history.verification import verify_run
 
@@ -20,14 +21,18 @@ class Command(BaseCommand):
     def handle(self, *args, runs, namespace, **options):
         queryset = Run.objects.select_related("namespace").order_by("pk")
         if runs:
-            try:
-                wanted = {uuid.UUID(value) for value in runs}
-            except ValueError:
-                raise CommandError("each run must be a run UUID") from None
+            malformed = [value for value in runs if not _is_uuid(value)]
+            if malformed:
+                raise CommandError(f"not a run UUID: {', '.join(malformed)}")
+            wanted = {uuid.UUID(value) for value in runs}
             queryset = queryset.filter(uuid__in=wanted)
-            if queryset.count() != len(wanted):
-                raise CommandError("some of the given run UUIDs do not exist")
+            found = set(queryset.values_list("uuid", flat=True))
+            if found != wanted:
+                missing = sorted(str(value) for value in wanted - found)
+                raise CommandError(f"no such run: {', '.join(missing)}")
         if namespace:
+            if not Namespace.objects.filter(slug=namespace).exists():
+                raise CommandError(f"no such namespace: {namespace}")
             queryset = queryset.filter(namespace__slug=namespace)
         checked = broken = 0
         for run in queryset.iterator(chunk_size=500):
@@ -43,3 +48,11 @@ class Command(BaseCommand):
         if broken:
             raise CommandError(summary)
         self.stdout.write(self.style.SUCCESS(summary))
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
