@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Set up and run Flightdeck on a fresh machine: Python 3.11+ and git are all it needs.
 
-    python3 dev.py demo     # install into .venv, migrate, create a first user, serve
+    python3 dev.py demo     # install into .venv, migrate, create a first user, seed, serve
+    python3 dev.py demo --smoke  # the same on a scratch database, checked end to end, then exit
     python3 dev.py test     # install into .venv and run the test suite (extra args go to pytest)
 
 Uses SQLite and an embedded Celery broker unless DATABASE_URL / REDIS_URL are set.
@@ -52,6 +53,9 @@ def manage(*args: str, env: dict) -> None:
 
 
 def demo(args: list[str]) -> None:
+    if args[:1] == ["--smoke"]:
+        smoke()
+        return
     env = {**os.environ, "DEBUG": os.environ.get("DEBUG", "1")}
     manage("migrate", "--no-input", env=env)
     manage("bootstrap_demo", env=env)
@@ -60,6 +64,68 @@ def demo(args: list[str]) -> None:
     print(f"\nFlightdeck is at http://{address}/  (Ctrl-C stops it)\n", flush=True)
     with contextlib.suppress(KeyboardInterrupt):
         manage("runserver", "--noreload", address, env=env)
+
+
+def smoke() -> None:
+    """The demo end to end on embedded defaults, in a scratch folder: set up, serve, sign-in
+    page answers, an agent's event is ingested and read back, then stop. Exits non-zero on
+    any failure."""
+    import json
+    import socket
+    import tempfile
+    import time
+    import urllib.request
+
+    scratch = tempfile.mkdtemp(prefix="flightdeck-smoke-")
+    env = {**os.environ, "DEBUG": "1", "FLIGHTDECK_VAR_DIR": scratch}
+    for name in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL"):
+        env.pop(name, None)
+    manage("migrate", "--no-input", "-v", "0", env=env)
+    manage("bootstrap_demo", env=env)
+    manage("seed_history", "--if-empty", "--runs", "5", env=env)
+    token = subprocess.run(
+        [str(PYTHON), "manage.py", "create_agent_token", "--namespace", "demo", "--agent",
+         "smoke", "-v", "0"], cwd=ROOT, env=env, check=True, capture_output=True, text=True,
+    ).stdout.strip().splitlines()[-1]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [str(PYTHON), "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
+        cwd=ROOT, env=env,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(60):
+            try:
+                with urllib.request.urlopen(f"{base}/accounts/login/", timeout=2) as answer:
+                    assert answer.status == 200
+                    break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            sys.exit("smoke: the server did not answer")
+        event = {"workflow_id": "smoke-1", "run_id": "r1", "event_id": 1, "type":
+                 "workflow.started", "workflow_type": "smoke", "time": "2026-01-01T00:00:00Z"}
+        request = urllib.request.Request(
+            f"{base}/api/v1/ingest", data=json.dumps({"events": [event]}).encode(),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            stored = json.load(answer)
+        assert stored["stored"] == 1, stored
+        run_uuid = stored["runs"][0]["uuid"]
+        request = urllib.request.Request(
+            f"{base}/api/v1/runs/{run_uuid}/events", headers={"Authorization": f"Bearer {token}"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            events = json.load(answer)["events"]
+        assert [e["type"] for e in events] == ["workflow.started"], events
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    manage("verify_history", env=env)
+    print("smoke: the demo set up, served, ingested and read back an event", flush=True)
 
 
 def test(args: list[str]) -> None:

@@ -87,7 +87,7 @@ TEMPLATES = [
 
 DATABASES = {
     "default": parse_database_url(
-        env_str("DATABASE_URL") or "sqlite:///var/flightdeck.sqlite3", base_dir=BASE_DIR
+        env_str("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'flightdeck.sqlite3'}", base_dir=BASE_DIR
     )
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
