@@ -41,11 +41,22 @@ class Completion:
     label: str
 
 
+TITLES = {
+    "gap": "Gap",
+    "redone_work": "Redone work",
+    "restart_from_scratch": "Restart from scratch",
+}
+
+
 @dataclass
 class Finding:
     rule: str  # gap, redone_work, restart_from_scratch
     summary: str
     links: list[tuple[Run, int]] = field(default_factory=list)
+
+    @property
+    def title(self) -> str:
+        return TITLES[self.rule]
 
 
 @dataclass

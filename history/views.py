@@ -13,6 +13,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import push_url
 
 from access.models import Agent, Namespace
 from history.access import get_run_for, may_see_raw
@@ -258,9 +259,14 @@ def run_history(request: HttpRequest, run_uuid) -> HttpResponse:
     if not request.htmx:
         return redirect(f"/runs/{run.uuid}/?{request.GET.urlencode()}")
     context = history_region(request, run)
-    paging = request.GET.get("after") and not request.GET.get("event")
-    partial = "history-page" if paging else "history"
-    return render(request, f"history/run_parts.html#{partial}", context)
+    paging = bool(request.GET.get("after")) and not request.GET.get("event")
+    if paging and context["view"] != "json":
+        # Rows appended below the current ones ("Load more"): the address stays as it is.
+        return render(request, "history/run_parts.html#history-page", context)
+    response = render(request, "history/run_parts.html#history", context)
+    # The whole region was replaced (new view, filter, search or page): keep it in the address
+    # so that reload, back and a shared link show the same thing.
+    return push_url(response, f"/runs/{run.uuid}/?{request.GET.urlencode()}")
 
 
 @login_required
