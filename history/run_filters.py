@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 import orjson
 from django.db import connection
 from django.db.models import F, Q, QuerySet, TextField
-from django.db.models.functions import Cast, Substr
 from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast, Substr
 from django.http import QueryDict
 
 from history.vocabulary import RunStatus
