@@ -12,5 +12,6 @@ urlpatterns = [
     path("runs/<str:run_uuid>/history", views.run_history, name="run-history"),
     path("runs/<str:run_uuid>/tail", views.tail, name="run-tail"),
     path("runs/<str:run_uuid>/durability", views.durability, name="run-durability"),
+    path("runs/<str:run_uuid>/verify", views.verify, name="run-verify"),
     path("runs/<str:run_uuid>/events/<int:event_id>", views.event_detail, name="event-detail"),
 ]

@@ -22,6 +22,7 @@ from history.models import Event, Run, SavedView
 from history.payloads import decoded_payloads
 from history.run_filters import FilterError, RunFilter
 from history.timeline import compact_rows, waterfall
+from history.verification import verify_run
 from history.vocabulary import CLOSED_STATUSES, CORE_EVENT_TYPES, RunStatus
 
 PAGE_SIZE = 50
@@ -336,3 +337,16 @@ def durability(request: HttpRequest, run_uuid) -> HttpResponse:
     run = get_run_for(request.user, run_uuid)
     report = analyse(run)
     return render(request, "history/run_parts.html#durability", {"run": run, "report": report})
+
+
+@login_required
+@require_GET
+def verify(request: HttpRequest, run_uuid) -> HttpResponse:
+    """Re-check the run's hash chain now (what `manage.py verify_history` does for one run)."""
+    run = get_run_for(request.user, run_uuid)
+    problems = verify_run(run)
+    context = {"run": run, "problems": [str(problem) for problem in problems[:50]],
+               "more": max(len(problems) - 50, 0)}
+    if request.htmx:
+        return render(request, "history/run_parts.html#verification", context)
+    return render(request, "history/verification.html", context)
