@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
-from django.db import IntegrityError
+from django.db import IntegrityError, transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
@@ -51,11 +51,12 @@ def members(request: HttpRequest, slug: str) -> HttpResponse:
             raise PermissionDenied("Only the namespace's admins manage its members.")
         if form.is_valid():
             try:
-                Membership.objects.create(
-                    user=form.cleaned_data["username"],
-                    namespace=namespace,
-                    role=form.cleaned_data["role"],
-                )
+                with transaction.atomic():  # keeps an outer transaction usable on a duplicate
+                    Membership.objects.create(
+                        user=form.cleaned_data["username"],
+                        namespace=namespace,
+                        role=form.cleaned_data["role"],
+                    )
             except IntegrityError:
                 form.add_error("role", "That user already holds this role here.")
             else:
@@ -74,13 +75,16 @@ def members(request: HttpRequest, slug: str) -> HttpResponse:
 @require_POST
 def remove_member(request: HttpRequest, slug: str, membership_id: int) -> HttpResponse:
     namespace = get_namespace_for(request.user, slug, need=Capability.ADMINISTER)
-    membership = get_object_or_404(Membership, pk=membership_id, namespace=namespace)
-    admins = namespace.memberships.filter(role=Role.ADMIN)
-    if membership.role == Role.ADMIN and admins.count() == 1:
-        messages.error(request, "A namespace keeps at least one admin.")
-    else:
-        membership.delete()
-        messages.success(request, "Role removed.")
+    with transaction.atomic():
+        # Lock the namespace's admin rows: two admins removing each other at the same moment
+        # must not leave the namespace with none.
+        admins = list(namespace.memberships.select_for_update().filter(role=Role.ADMIN))
+        membership = get_object_or_404(Membership, pk=membership_id, namespace=namespace)
+        if membership.role == Role.ADMIN and len(admins) == 1:
+            messages.error(request, "A namespace keeps at least one admin.")
+        else:
+            membership.delete()
+            messages.success(request, "Role removed.")
     return redirect("namespace-members", slug=namespace.slug)
 
 

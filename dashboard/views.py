@@ -9,7 +9,6 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from access.models import Agent, Namespace, Token
-from access.permissions import has_capability
 from access.roles import Capability
 from history.access import get_run_for
 from history.models import Run
@@ -62,7 +61,7 @@ def agents_page(request: HttpRequest) -> HttpResponse:
         .annotate(active=Count("pk", filter=Q(revoked_at__isnull=True)), used=Max("last_used_at"))
     }
     administered = {
-        ns.pk for ns in namespaces if has_capability(request.user, ns.pk, Capability.ADMINISTER)
+        ns.pk for ns in Namespace.objects.visible_to(request.user, Capability.ADMINISTER)
     }
     rows = [
         {

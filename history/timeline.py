@@ -54,13 +54,15 @@ class Row:
 
     @property
     def end(self) -> datetime | None:
-        return self.members[-1].time if self.members else None
+        """When the group ended; None while it is still open (the waterfall draws it to now)."""
+        if self.is_open or not self.members:
+            return None
+        return self.members[-1].time
 
     @property
     def duration_seconds(self) -> float | None:
-        if not self.members:
-            return None
-        return max((self.end - self.start).total_seconds(), 0.0)
+        end = self.end
+        return None if end is None else max((end - self.start).total_seconds(), 0.0)
 
     @property
     def label(self) -> str:
@@ -131,6 +133,8 @@ def _absorb(row: Row, event: Event, attributes: dict) -> None:
     attempt = attributes.get("attempt")
     if isinstance(attempt, int) and not isinstance(attempt, bool):
         row.attempts = max(row.attempts, attempt)
+    if event.type == "activity.started":
+        row.outcome = ""  # a new attempt: open again until it ends
     outcome = OUTCOMES.get(event.type)
     if outcome in FAILED_OUTCOMES and row.kind == "activity":
         row.failures += 1

@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 import orjson
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count, Q
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
@@ -25,6 +25,7 @@ from history.timeline import compact_rows, waterfall
 from history.verification import verify_run
 from history.vocabulary import CLOSED_STATUSES, CORE_EVENT_TYPES, RunStatus
 
+PLAIN = "text/plain; charset=utf-8"  # error text that may echo input is never HTML
 PAGE_SIZE = 50
 HISTORY_PAGE = 100
 COUNT_CAP = 10_000
@@ -67,6 +68,8 @@ def run_list(request: HttpRequest) -> HttpResponse:
     counts, capped = status_counts(base) if not errors else ([], False)
     query = request.GET.copy()
     query.pop("cursor", None)
+    count_query = query.copy()  # a count's link replaces the status filter, never adds to it
+    count_query.pop("status", None)
     next_query = None
     if next_cursor:
         next_query = query.copy()
@@ -81,6 +84,7 @@ def run_list(request: HttpRequest) -> HttpResponse:
         "count_cap": COUNT_CAP,
         "next_url": f"?{next_query.urlencode()}" if next_query else None,
         "query": query.urlencode(),
+        "count_query": count_query.urlencode(),
         "statuses": RunStatus.values,
         "namespaces": namespaces,
         "agents": Agent.objects.filter(namespace__in=namespaces).select_related("namespace"),
@@ -100,11 +104,11 @@ def save_view(request: HttpRequest) -> HttpResponse:
     name = request.POST.get("name", "").strip()[:100]
     query = request.POST.get("query", "")[:2000]
     if not name:
-        return HttpResponseBadRequest("name: give the view a name")
+        return HttpResponseBadRequest("name: give the view a name", content_type=PLAIN)
     try:
-        RunFilter.from_query(_parse_query(query))
+        RunFilter.from_query(QueryDict(query))
     except FilterError as exc:
-        return HttpResponseBadRequest(f"query: {exc}")
+        return HttpResponseBadRequest(f"query: {exc}", content_type=PLAIN)
     SavedView.objects.update_or_create(owner=request.user, name=name, defaults={"query": query})
     return redirect(f"/?{query}" if query else "/")
 
@@ -122,12 +126,6 @@ def open_view(request: HttpRequest, view_uuid) -> HttpResponse:
     """A saved view's shareable URL: anyone signed in may open it; it holds only filters."""
     view = get_object_or_404(SavedView, uuid=view_uuid)
     return redirect(f"/?{view.query}" if view.query else "/")
-
-
-def _parse_query(query: str):
-    from django.http import QueryDict
-
-    return QueryDict(query)
 
 
 # --- a run's history -------------------------------------------------------------------------
@@ -313,8 +311,9 @@ def tail(request: HttpRequest, run_uuid) -> HttpResponse:
     run = get_run_for(request.user, run_uuid)
     seq = _positive_int(request.GET.get("seq"), 0)
     fresh = list(run.events.received_after(seq)[:200])
-    # Stop polling only once the run has closed and this answer holds the last events.
-    closed = run.status in CLOSED_STATUSES and len(fresh) < 200
+    # Stop polling only once the run has closed, nothing is missing (a late event could still
+    # fill a gap) and this answer holds the last events.
+    closed = run.status in CLOSED_STATUSES and not run.has_gaps and len(fresh) < 200
     if not fresh:
         return HttpResponse(status=286 if closed else 204)
     context = {
@@ -335,8 +334,10 @@ def tail(request: HttpRequest, run_uuid) -> HttpResponse:
 @require_GET
 def durability(request: HttpRequest, run_uuid) -> HttpResponse:
     run = get_run_for(request.user, run_uuid)
-    report = analyse(run)
-    return render(request, "history/run_parts.html#durability", {"run": run, "report": report})
+    context = {"run": run, "report": analyse(run)}
+    if request.htmx:
+        return render(request, "history/run_parts.html#durability", context)
+    return render(request, "history/durability.html", context)
 
 
 @login_required
