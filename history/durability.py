@@ -17,6 +17,8 @@ import hashlib
 from dataclasses import dataclass, field
 
 import orjson
+from django.core.cache import cache
+from django.db.models import Count, Max, Sum
 
 from history import chain
 from history.models import Event, Run
@@ -25,6 +27,7 @@ from history.vocabulary import RunStatus
 # Analysing more than this many activity events at once would make the panel slow to open;
 # past it the panel says it stopped instead of guessing.
 MAX_ACTIVITY_EVENTS = 200_000
+CACHE_SECONDS = 600
 UNFINISHED = {
     RunStatus.FAILED,
     RunStatus.CANCELLED,
@@ -164,3 +167,18 @@ def analyse(run: Run) -> Report:
             )
         )
     return Report(findings=findings, truncated=truncated)
+
+
+def cached_analysis(run: Run) -> Report:
+    """`analyse`, cached until this run or another run of its workflow id changes. The panel
+    loads with every run page, and a long history takes a few hundred milliseconds to read."""
+    state = Run.objects.filter(
+        namespace_id=run.namespace_id, workflow_id=run.workflow_id
+    ).aggregate(runs=Count("pk"), events=Sum("event_count"), changed=Max("updated_at"))
+    changed = state["changed"].isoformat() if state["changed"] else ""
+    key = f"durability:{run.pk}:{state['runs']}:{state['events']}:{changed}:{run.status}"
+    report = cache.get(key)
+    if report is None:
+        report = analyse(run)
+        cache.set(key, report, timeout=CACHE_SECONDS)
+    return report

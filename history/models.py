@@ -26,10 +26,14 @@ class RunQuerySet(models.QuerySet):
         agent = getattr(principal, "agent", None)
         if agent is not None:
             return self.filter(agent=agent) if capability == Capability.VIEW else self.none()
-        namespaces = Namespace.objects.visible_to(principal, capability)
         if principal.is_authenticated and principal.is_active and principal.is_superuser:
             return self.all()
-        return self.filter(namespace__in=namespaces)
+        # A literal list of ids, not a subquery: the planner can then use the per-namespace
+        # indexes instead of re-running a scan for each namespace the subquery yields.
+        namespace_ids = list(
+            Namespace.objects.visible_to(principal, capability).values_list("pk", flat=True)
+        )
+        return self.filter(namespace_id__in=namespace_ids)
 
     def open(self) -> RunQuerySet:
         return self.exclude(status__in=CLOSED_STATUSES)
@@ -82,13 +86,17 @@ class Run(models.Model):
             models.Index(fields=["namespace", "status", "-started_at"], name="run_ns_status"),
             # The run list filtered by agent; an agent token reading its own runs.
             models.Index(fields=["agent", "-started_at"], name="run_agent_recent"),
+            # Per-status counts of the run list filtered by agent or owner.
+            models.Index(fields=["agent", "status", "-started_at"], name="run_agent_status"),
+            # The run list filtered by workflow type.
+            models.Index(fields=["workflow_type", "-started_at", "-id"], name="run_type_recent"),
             # workflow_id prefix search across namespaces (LIKE 'abc%' on PostgreSQL).
             models.Index(
                 fields=["workflow_id"], name="run_workflow_id_prefix",
                 opclasses=["varchar_pattern_ops"],
             ),
-            # Substring search over workflow_id and run_id uses trigram indexes, created on
-            # PostgreSQL only by migration 0002 (SQLite scans).
+            # Substring search over workflow_id and run_id (case-insensitive) uses trigram
+            # indexes on upper(...), created on PostgreSQL only by migration 0004 (SQLite scans).
         ]
 
     def __str__(self) -> str:

@@ -21,6 +21,7 @@ from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast, Substr
 from django.http import QueryDict
 
+from access.models import Agent, Namespace
 from history.vocabulary import RunStatus
 from history.wire import InvalidEvent, parse_time
 
@@ -114,16 +115,27 @@ class RunFilter:
         return found
 
     def apply(self, runs: QuerySet, *, include_status: bool = True) -> QuerySet:
+        # Names are resolved to ids first (small tables), so that the run query filters on its
+        # own indexed columns instead of joining namespaces, agents, users and groups.
         if self.namespace:
-            runs = runs.filter(namespace__slug=self.namespace)
+            runs = runs.filter(
+                namespace_id__in=list(
+                    Namespace.objects.filter(slug=self.namespace).values_list("pk", flat=True)
+                )
+            )
         if self.agent:
-            runs = runs.filter(agent__name=self.agent)
+            runs = runs.filter(
+                agent_id__in=list(
+                    Agent.objects.filter(name=self.agent).values_list("pk", flat=True)
+                )
+            )
         if self.workflow_type:
             runs = runs.filter(workflow_type=self.workflow_type)
         if self.owner:
-            runs = runs.filter(
-                Q(agent__owner_user__username=self.owner) | Q(agent__owner_group__name=self.owner)
+            owned = Agent.objects.filter(
+                Q(owner_user__username=self.owner) | Q(owner_group__name=self.owner)
             )
+            runs = runs.filter(agent_id__in=list(owned.values_list("pk", flat=True)))
         if self.workflow_id_prefix:
             runs = runs.filter(workflow_id__startswith=self.workflow_id_prefix)
             if connection.vendor == "sqlite":  # its LIKE ignores case; ids are case-sensitive

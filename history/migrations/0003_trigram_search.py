@@ -1,10 +1,15 @@
-"""Trigram indexes for substring search over workflow and run ids (PostgreSQL only)."""
+"""Trigram indexes for case-insensitive substring search over workflow and run ids
+(PostgreSQL only; SQLite scans).
+
+`icontains` compiles to UPPER(column::text) LIKE UPPER(%s), so the indexes are on that same
+expression: an index on the bare column could not serve it.
+"""
 
 from django.db import migrations
 
 INDEXES = {
-    "run_workflow_id_trgm": "workflow_id",
-    "run_run_id_trgm": "run_id",
+    "run_workflow_id_upper_trgm": "workflow_id",
+    "run_run_id_upper_trgm": "run_id",
 }
 
 
@@ -14,7 +19,8 @@ def create(apps, schema_editor):
     schema_editor.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
     for name, column in INDEXES.items():
         schema_editor.execute(
-            f"CREATE INDEX IF NOT EXISTS {name} ON history_run USING gin ({column} gin_trgm_ops)"
+            f"CREATE INDEX IF NOT EXISTS {name} ON history_run "
+            f"USING gin ((upper({column}::text)) gin_trgm_ops)"
         )
 
 
