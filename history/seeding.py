@@ -196,12 +196,7 @@ def _load_chunk(token: Token, histories: list[list[dict]], max_attributes_bytes:
         prepared.append((run, rows))
     with transaction.atomic():
         Run.objects.bulk_create([run for run, _ in prepared], batch_size=1000)
-        rows = []
-        for run, run_rows in prepared:
-            for row in run_rows:
-                row.run_id = run.pk
-            rows.extend(run_rows)
-        insert_events(rows)
+        insert_events([row for _, run_rows in prepared for row in run_rows])
     return len(rows)
 
 

@@ -43,12 +43,14 @@ KNOWN_FIELDS = frozenset(
 # has 19 or more digits (-2**63 - 1 has 19), so a body with a run of 19 or more digits (rare:
 # only such integers, or long digit strings) is decoded by the standard library instead, which
 # keeps integers exact; the checks below then refuse those that do not fit.
-_LONG_DIGITS = re.compile(rb"[0-9]{19,}")
+_DIGITS_TO_ZERO = bytes(0x30 if 0x30 <= b <= 0x39 else 0x2E for b in range(256))
+_NINETEEN_ZEROS = b"0" * 19
 
 
 def decode_json(body: bytes):
     """Decode a request body exactly. Raises ValueError with a readable reason."""
-    if _LONG_DIGITS.search(body) is None:
+    # translate + find runs in C at memory speed, several times faster than a regex search.
+    if body.translate(_DIGITS_TO_ZERO).find(_NINETEEN_ZEROS) == -1:
         return orjson.loads(body)  # orjson.JSONDecodeError is a ValueError
 
     def refuse_constant(name: str):
