@@ -110,6 +110,11 @@ class AgentForm(forms.ModelForm):
         self.fields["owner_user"].queryset = get_user_model().objects.filter(
             memberships__namespace=namespace
         ).distinct()
+        # Groups are global in Django: offer only those with a member in this namespace, so
+        # one tenant's admins do not see (or pick) another tenant's groups.
+        self.fields["owner_group"].queryset = Group.objects.filter(
+            user__memberships__namespace=namespace
+        ).distinct()
         if self.instance.pk and not self.is_bound:
             self.initial["allowed_tools"] = "\n".join(self.instance.allowed_tools)
 

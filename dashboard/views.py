@@ -28,7 +28,8 @@ def run_page(request: HttpRequest, run_uuid) -> HttpResponse:
         **run_header(run),
         **run_waterfall(request, run, history),
         "tail_seq": run.received_seq,
-        "is_open": not run.is_closed,
+        # A closed run with gaps stays live: a late event may still fill them.
+        "is_open": not run.is_closed or run.has_gaps,
     }
     if request.htmx and request.htmx.target == "history":
         return render(request, "history/run_parts.html#history", context)

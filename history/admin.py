@@ -14,6 +14,9 @@ class ReadOnlyAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None):
         return False
 
+    def has_delete_permission(self, request, obj=None):
+        return False  # histories are append-only; deleting a run would cascade to its events
+
 
 @admin.register(Run)
 class RunAdmin(ReadOnlyAdmin):
@@ -32,6 +35,3 @@ class EventAdmin(ReadOnlyAdmin):
     show_full_result_count = False
     # Event attributes are shown masked: the admin is not the place for raw payloads.
     exclude = ["attributes", "salt"]
-
-    def has_delete_permission(self, request, obj=None):
-        return False

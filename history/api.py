@@ -8,7 +8,6 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import exceptions, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -118,18 +117,6 @@ class IngestView(APIView):
         return Response(body, status=status.HTTP_207_MULTI_STATUS)
 
 
-class RunCursor(CursorPagination):
-    ordering = ("-started_at", "-id")
-    page_size = 50
-    page_size_query_param = "limit"
-    max_page_size = 500
-
-    def get_page_size(self, request):
-        if request.query_params.get("limit") in (None, ""):
-            return self.page_size
-        return _int_param(request, "limit", default=50, minimum=1, maximum=self.max_page_size)
-
-
 RUN_FILTERS = [
     OpenApiParameter("namespace", str, description="Namespace slug."),
     OpenApiParameter("agent", str, description="Agent name."),
@@ -141,6 +128,10 @@ RUN_FILTERS = [
     OpenApiParameter("started_after", OpenApiTypes.DATETIME),
     OpenApiParameter("started_before", OpenApiTypes.DATETIME),
     OpenApiParameter("label", str, many=True, description="key=value; repeat to require all."),
+    OpenApiParameter("sort", str, enum=["started", "closed"],
+                     description="Newest start first (default), or open runs then newest close."),
+    OpenApiParameter("limit", int, description="Page size, 1 to 500 (default 50)."),
+    OpenApiParameter("cursor", str, description="The `next` cursor of the previous page."),
 ]
 
 
@@ -149,26 +140,39 @@ class RunViewSet(viewsets.ReadOnlyModelViewSet):
 
     lookup_field = "uuid"
     lookup_value_regex = "[0-9a-fA-F-]{36}"
-    pagination_class = RunCursor
+    pagination_class = None  # keyset pages come from RunFilter.page, as on the run list page
 
     def get_serializer_class(self):
         return RunDetailSerializer if self.action == "retrieve" else RunSerializer
 
     def get_queryset(self):
-        runs = Run.objects.visible_to(self.request.user).select_related("namespace", "agent")
-        if self.action != "list":
-            return runs
-        return self.filter_runs(runs)
+        return Run.objects.visible_to(self.request.user).select_related("namespace", "agent")
 
-    def filter_runs(self, runs):
+    @extend_schema(
+        parameters=RUN_FILTERS,
+        responses=inline_serializer(
+            "RunPage",
+            {
+                "next": serializers.CharField(allow_null=True),
+                "results": RunSerializer(many=True),
+            },
+        ),
+    )
+    def list(self, request, *args, **kwargs):
+        limit = _int_param(request, "limit", default=50, minimum=1, maximum=500)
         try:
-            return RunFilter.from_query(self.request.query_params).apply(runs)
+            filters = RunFilter.from_query(request.query_params)
+            page, cursor = filters.page(
+                filters.apply(self.get_queryset()), request.query_params.get("cursor", ""), limit
+            )
         except FilterError as exc:
             raise exceptions.ValidationError(exc.errors) from None
-
-    @extend_schema(parameters=RUN_FILTERS)
-    def list(self, request, *args, **kwargs):
-        return super().list(request, *args, **kwargs)
+        next_url = None
+        if cursor:
+            query = request.query_params.copy()
+            query["cursor"] = cursor
+            next_url = request.build_absolute_uri(f"{request.path}?{query.urlencode()}")
+        return Response({"next": next_url, "results": RunSerializer(page, many=True).data})
 
     @extend_schema(
         parameters=[

@@ -92,23 +92,28 @@ def completions_of(runs: list[Run]) -> tuple[list[Completion], bool]:
             run__in=runs, type__in=("activity.scheduled", "activity.completed")
         )
         .order_by("run_id", "event_id")
-        .values_list("run_id", "event_id", "type", "attributes", "refs")
+        .values_list("run_id", "event_id", "type", "attributes", "masked_attributes", "refs")
     )
-    scheduled: dict[tuple[int, int], dict] = {}
+    # Units are told apart by the raw values (two different hidden keys stay two units), but
+    # every label shown comes from the masked form: the panel is for every viewer.
+    scheduled: dict[tuple[int, int], tuple[dict, dict]] = {}
     found: list[Completion] = []
-    for count, (run_pk, event_id, event_type, attributes, refs) in enumerate(
+    for count, (run_pk, event_id, event_type, attributes, masked, refs) in enumerate(
         events.iterator(chunk_size=2000)
     ):
         if count >= MAX_ACTIVITY_EVENTS:
             return found, True
-        attrs = orjson.loads(attributes)
+        raw = orjson.loads(attributes)
+        shown = raw if masked is None else orjson.loads(masked)
         if event_type == "activity.scheduled":
-            scheduled[(run_pk, event_id)] = attrs
+            scheduled[(run_pk, event_id)] = (raw, shown)
             continue
         ref = (refs or {}).get("scheduled")
-        unit = unit_of_work(attrs, scheduled.get((run_pk, ref)) if ref else None)
+        raw_scheduled, shown_scheduled = scheduled.get((run_pk, ref), (None, None))
+        unit = unit_of_work(raw, raw_scheduled)
         if unit is not None:
-            found.append(Completion(by_pk[run_pk], event_id, *unit))
+            label = unit_of_work(shown, shown_scheduled)
+            found.append(Completion(by_pk[run_pk], event_id, unit[0], label[1] if label else ""))
     return found, False
 
 

@@ -195,7 +195,7 @@ def _classify_and_prepare(
 
 # The run's fields that follow from its events, written with them in one transaction.
 DERIVED_RUN_FIELDS = [
-    "workflow_type", "status", "status_event_id", "started_at", "started_from_event",
+    "workflow_type", "status", "status_event_id", "started_at", "start_event_id",
     "closed_at", "event_count", "last_event_id", "contiguous_through", "head_hash",
     "received_seq", "events_with_secrets", "labels", "updated_at",
 ]
@@ -295,15 +295,16 @@ def _apply_to_run(run: Run, event: ParsedEvent, masked: dict | None) -> None:
     if masked is not None:
         run.events_with_secrets += 1
     if event.type == "workflow.started":
+        # Should a producer send several, the one with the lowest event id counts.
+        if not run.start_event_id or event.event_id < run.start_event_id:
+            run.start_event_id = event.event_id
+            run.started_at = event.time
+            run.workflow_type = event.workflow_type
+            # Labels are shown to every viewer and filtered on: they are copied masked.
+            source = masked if masked is not None else event.attributes
+            run.labels = source.get("labels") or {}
+    elif not run.start_event_id and event.time < run.started_at:
         run.started_at = event.time
-        run.started_from_event = True
-        run.workflow_type = event.workflow_type
-        # Labels are shown to every viewer and filtered on: they are copied masked.
-        run.labels = (masked if masked is not None else event.attributes).get("labels") or {}
-    elif not run.started_from_event and event.time < run.started_at:
-        run.started_at = event.time
-    if not run.workflow_type and event.workflow_type:
-        run.workflow_type = event.workflow_type
     status = STATUS_EVENTS.get(event.type)
     if status is not None and event.event_id > run.status_event_id:
         run.status = status

@@ -54,8 +54,9 @@ class Run(models.Model):
     # The event that set the status: the status-changing event with the highest event_id.
     status_event_id = models.BigIntegerField(default=0)
     started_at = models.DateTimeField()
-    # True once workflow.started is stored; until then started_at is the earliest event time.
-    started_from_event = models.BooleanField(default=False)
+    # The workflow.started event, once stored (0 before): it sets started_at, workflow_type and
+    # labels; until it arrives started_at is the earliest event time.
+    start_event_id = models.BigIntegerField(default=0)
     closed_at = models.DateTimeField(null=True, blank=True)
     event_count = models.PositiveIntegerField(default=0)
     last_event_id = models.BigIntegerField(default=0)
@@ -113,6 +114,19 @@ class Run(models.Model):
     @property
     def is_chained_through_last(self) -> bool:
         return not self.has_gaps and bool(self.head_hash) == (self.last_event_id > 0)
+
+    def first_missing_range(self) -> tuple[int, int] | None:
+        """The first range of missing event ids, from one indexed lookup (for the header,
+        which live tails re-render every few seconds)."""
+        if not self.has_gaps:
+            return None
+        next_stored = (
+            self.events.filter(event_id__gt=self.contiguous_through)
+            .order_by("event_id")
+            .values_list("event_id", flat=True)
+            .first()
+        )
+        return (self.contiguous_through + 1, (next_stored or self.last_event_id + 1) - 1)
 
     def missing_ranges(self, limit: int = 100) -> list[tuple[int, int]]:
         """Ranges (first, last) of event ids not yet received below the highest one."""

@@ -69,6 +69,10 @@ class RunFilter:
     @classmethod
     def from_query(cls, params: QueryDict) -> RunFilter:
         errors: dict[str, str] = {}
+        for name, values in params.lists():
+            if any("\x00" in value for value in values):
+                # PostgreSQL cannot take U+0000 in a text parameter; no id or name holds one.
+                raise FilterError({name: "must not contain the NUL character"})
         found = cls(
             namespace=params.get("namespace", "").strip(),
             agent=params.get("agent", "").strip(),
@@ -167,15 +171,16 @@ class RunFilter:
     # --- keyset pages ------------------------------------------------------------------
 
     def page(self, runs: QuerySet, cursor: str, size: int) -> tuple[list, str | None]:
-        """One page after `cursor` (opaque, from a previous page; "" for the first) and the
-        cursor of the next page, or None at the end. Raises FilterError for a bad cursor."""
-        position = _decode_cursor(cursor) if cursor else None
+        """One page after `cursor` (opaque, from a previous page of the same sort; "" for the
+        first) and the cursor of the next page, or None at the end. Raises FilterError for a
+        cursor that is not one of ours."""
+        position = _decode_cursor(cursor, self.sort) if cursor else None
         if self.sort == "started":
             runs = runs.order_by("-started_at", "-id")
             if position is not None:
                 moment, pk = position
                 if moment is None:
-                    raise FilterError({"cursor": "does not belong to this sort"})
+                    raise FilterError({"cursor": "is not a cursor from this list"})
                 runs = runs.filter(Q(started_at__lt=moment) | Q(started_at=moment, id__lt=pk))
         else:
             # Open runs (no close time) first, newest first, then closed runs by close time.
@@ -194,20 +199,29 @@ class RunFilter:
         rows = rows[:size]
         last = rows[-1]
         key = last.started_at if self.sort == "started" else last.closed_at
-        return rows, _encode_cursor(key, last.pk)
+        return rows, _encode_cursor(self.sort, key, last.pk)
 
 
-def _encode_cursor(moment: datetime | None, pk: int) -> str:
-    payload = [moment.isoformat() if moment else None, pk]
+def _encode_cursor(sort: str, moment: datetime | None, pk: int) -> str:
+    payload = [sort, moment.isoformat() if moment else None, pk]
     return base64.urlsafe_b64encode(orjson.dumps(payload)).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str) -> tuple[datetime | None, int]:
+def _decode_cursor(cursor: str, sort: str) -> tuple[datetime | None, int]:
+    """The (time, id) position in `cursor`; a cursor of another sort, or a forged one, is a
+    FilterError (a 400), never a query with a value the database cannot take."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        moment, pk = orjson.loads(raw)
-        if not isinstance(pk, int) or isinstance(pk, bool):
+        cursor_sort, moment, pk = orjson.loads(raw)
+        if cursor_sort != sort or not isinstance(pk, int) or isinstance(pk, bool):
             raise ValueError
-        return (datetime.fromisoformat(moment) if moment is not None else None), pk
-    except (ValueError, TypeError, orjson.JSONDecodeError, binascii.Error):
+        if not 0 < pk < 2**63:
+            raise ValueError
+        if moment is None:
+            return None, pk
+        when = datetime.fromisoformat(moment)
+        if when.tzinfo is None:
+            raise ValueError
+        return when.astimezone(UTC), pk
+    except (ValueError, TypeError, OverflowError, orjson.JSONDecodeError, binascii.Error):
         raise FilterError({"cursor": "is not a cursor from this list"}) from None

@@ -161,8 +161,8 @@ def small_history(workflow_id: str, run_id: str, start: datetime, rng: random.Ra
 def bulk_load(token: Token, histories: Iterator[list[dict]], *, chunk_runs: int = 2000,
               max_attributes_bytes: int = 256 * 1024) -> int:
     """Store many NEW runs at once, with exactly the stored form and hashes that ingest gives.
-    Returns the number of events stored. Refuses (ValueError) an invalid event or a run that
-    exists already: it is for seeding, not for merging."""
+    Returns the number of events stored. Raises InvalidEvent for an invalid event and
+    IntegrityError for a run that exists already: it is for seeding new runs, not merging."""
     total = 0
     batch: list[list[dict]] = []
     for history in histories:
@@ -194,9 +194,10 @@ def _load_chunk(token: Token, histories: list[list[dict]], max_attributes_bytes:
         )
         rows, _ = prepare_events(run, token, parsed, now)
         prepared.append((run, rows))
+    rows = [row for _, run_rows in prepared for row in run_rows]
     with transaction.atomic():
         Run.objects.bulk_create([run for run, _ in prepared], batch_size=1000)
-        insert_events([row for _, run_rows in prepared for row in run_rows])
+        insert_events(rows)
     return len(rows)
 
 

@@ -81,7 +81,10 @@ def verify_run(run: Run) -> list[Problem]:
             fail(event_id, "stored header is not valid JSON")
             fields = {}
         else:
-            if chain.canonical(fields) != header.encode():
+            if not isinstance(fields, dict):
+                fail(event_id, "stored header is not a JSON object")
+                fields = {}
+            elif chain.canonical(fields) != header.encode():
                 fail(event_id, "stored header is not in canonical form")
         if fields:
             mismatched = _columns_against_header(
@@ -89,15 +92,20 @@ def verify_run(run: Run) -> list[Problem]:
             )
             if mismatched:
                 fail(event_id, f"header disagrees with the stored {', '.join(mismatched)}")
-            digest = chain.attributes_digest(salt, attributes.encode())
-            if fields.get("attributes_digest") != digest:
+            try:
+                digest = chain.attributes_digest(salt, attributes.encode())
+            except ValueError:
+                digest = None
+                fail(event_id, "stored salt is not 16 bytes of hex")
+            if digest is not None and fields.get("attributes_digest") != digest:
                 fail(event_id, "attributes do not match their digest (changed after ingest)")
         if in_prefix:
             previous = chain.link(previous, header.encode())
             if link != previous:
                 fail(event_id, "chain hash does not match (this event or one before it changed)")
             expected_id += 1
-        elif link:
+        elif link and not broken_prefix:
+            # (Once an event is missing, every later hash is moot: one problem is enough.)
             fail(event_id, "has a chain hash although it lies beyond a gap")
     if expected_id - 1 != run.contiguous_through:
         fail(None, f"contiguous_through is {run.contiguous_through} but the chain reaches "

@@ -110,7 +110,7 @@ def run_list(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def save_view(request: HttpRequest) -> HttpResponse:
-    name = request.POST.get("name", "").strip()[:100]
+    name = request.POST.get("name", "").replace("\x00", "").strip()[:100]
     query = request.POST.get("query", "")[:2000]
     if not name:
         return HttpResponseBadRequest("name: give the view a name", content_type=PLAIN)
@@ -156,15 +156,18 @@ def history_region(request: HttpRequest, run: Run) -> dict:
     view = params.get("view", "compact")
     if view not in VIEWS:
         view = "compact"
-    raw = params.get("raw") == "1" and may_see_raw(request.user, run)
+    allowed_raw = may_see_raw(request.user, run)
+    raw = params.get("raw") == "1" and allowed_raw
     events = run.events.all()
-    category = params.get("category", "")
+    # U+0000 can match nothing stored (ingest refuses it) and PostgreSQL refuses it as a
+    # parameter, so it is dropped from the text filters.
+    category = params.get("category", "").replace("\x00", "")
     if category:
         events = events.filter(type__startswith=f"{category}.")
-    event_type = params.get("type", "")
+    event_type = params.get("type", "").replace("\x00", "")
     if event_type:
         events = events.filter(type=event_type)
-    search = params.get("q", "").strip()[:200]
+    search = params.get("q", "").replace("\x00", "").strip()[:200]
     if search:
         # Searching the masked form: a secret's value can never be found by guessing it.
         events = events.filter(
@@ -213,7 +216,7 @@ def history_region(request: HttpRequest, run: Run) -> dict:
         "run": run,
         "view": view,
         "raw": raw,
-        "may_see_raw": may_see_raw(request.user, run),
+        "may_see_raw": allowed_raw,
         "events": page,
         "rows": rows,
         "json_text": json_text,
@@ -253,10 +256,14 @@ def _positive_int(value, default: int) -> int:
 def run_header(run: Run) -> dict:
     now = timezone.now()
     end = run.closed_at or now
+    first = run.first_missing_range()
     return {
         "run": run,
         "duration_seconds": max((end - run.started_at).total_seconds(), 0),
-        "missing": run.missing_ranges(limit=5) if run.has_gaps else [],
+        "first_missing": first,
+        # Missing events beyond the first range (the durability panel lists every range).
+        "more_missing": run.last_event_id - run.event_count - (first[1] - first[0] + 1)
+        if first else 0,
     }
 
 
@@ -292,7 +299,8 @@ def run_history(request: HttpRequest, run_uuid) -> HttpResponse:
 def event_detail(request: HttpRequest, run_uuid, event_id: int) -> HttpResponse:
     run = get_run_for(request.user, run_uuid)
     event = get_object_or_404(run.events, event_id=event_id)
-    raw = request.GET.get("raw") == "1" and may_see_raw(request.user, run)
+    allowed_raw = may_see_raw(request.user, run)
+    raw = request.GET.get("raw") == "1" and allowed_raw
     attributes = event.attributes_for(raw=raw)
     related = sorted(
         (name, ref) for name, ref in (event.refs or {}).items() if isinstance(ref, int)
@@ -308,7 +316,7 @@ def event_detail(request: HttpRequest, run_uuid, event_id: int) -> HttpResponse:
         "run": run,
         "event": event,
         "raw": raw,
-        "may_see_raw": may_see_raw(request.user, run),
+        "may_see_raw": allowed_raw,
         "pretty": orjson.dumps(attributes, option=orjson.OPT_INDENT_2).decode(),
         "decoded": [
             (path, orjson.dumps(value, option=orjson.OPT_INDENT_2).decode())
@@ -316,6 +324,7 @@ def event_detail(request: HttpRequest, run_uuid, event_id: int) -> HttpResponse:
         ],
         "related": related,
         "referring": referring,
+        "in_panel": bool(request.htmx),  # in the run page's side panel, links load there too
     }
     if request.htmx:
         return render(request, "history/event_detail.html#detail", context)

@@ -20,9 +20,10 @@ MAX_ID_LENGTH = 255
 MAX_TYPE_LENGTH = 100
 MAX_LABELS = 64
 
-TYPE_PATTERN = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")
-TIME_PATTERN = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})"
+TYPE_PATTERN = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+", re.ASCII)
+TIME_PATTERN = re.compile(  # ASCII: \d would otherwise take digits of any script
+    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})",
+    re.ASCII,
 )
 KNOWN_FIELDS = frozenset(
     {

@@ -291,8 +291,24 @@ def test_an_anonymous_visitor_cannot_remove(client, bob):
 
 
 @pytest.fixture
-def team() -> Group:
-    return Group.objects.create(name="support-team")
+def team(alice) -> Group:
+    """A group with a member in acme: acme's admins may make it an agent's owner."""
+    group = Group.objects.create(name="support-team")
+    group.user_set.add(alice)
+    return group
+
+
+def test_a_group_with_no_member_in_the_namespace_is_not_offered(as_alice, charlie,
+                                                                 support_agent):
+    outsiders = Group.objects.create(name="globex-secret-team")
+    outsiders.user_set.add(charlie)
+
+    page = as_alice.get(agent_url(support_agent))
+    assert b"globex-secret-team" not in page.content
+    response = as_alice.post(agent_url(support_agent), form(owner_group=outsiders.pk))
+    assert response.status_code == 400
+    support_agent.refresh_from_db()
+    assert support_agent.owner_group is None
 
 
 def agent_url(agent: Agent, slug: str = "acme") -> str:

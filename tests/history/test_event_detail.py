@@ -281,6 +281,14 @@ def test_it_links_the_events_that_refer_to_it(as_bob, run):
     referred = body.split("<dt>Referred to by</dt>", 1)[1].split("</dd>", 1)[0]
     assert ">activity.started #3</a>" in referred
     assert ">activity.completed #4</a>" in referred
+    # On its own page the links are plain links: there is no side panel to load them into.
+    assert "hx-get" not in referred
+
+
+def test_in_the_side_panel_its_links_load_in_the_panel(as_bob, run):
+    body = text(as_bob.get(url(run, 2), headers={"HX-Request": "true"}))
+
+    referred = body.split("<dt>Referred to by</dt>", 1)[1].split("</dd>", 1)[0]
     assert f'hx-get="/runs/{run.uuid}/events/4" hx-target="#event-panel"' in referred
 
 

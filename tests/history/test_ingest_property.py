@@ -38,7 +38,7 @@ PROPERTY_SETTINGS = hypothesis_settings(
 _example_ids = itertools.count(1)
 
 RUN_FIELDS = (
-    "status", "status_event_id", "started_at", "started_from_event", "closed_at",
+    "status", "status_event_id", "started_at", "start_event_id", "closed_at",
     "event_count", "last_event_id", "contiguous_through", "received_seq", "workflow_type",
     "labels", "events_with_secrets",
 )

@@ -462,3 +462,28 @@ def test_the_schema_and_docs_are_not_public(client, db, url):
     response = client.get(url)
 
     assert response.status_code in (302, 401, 403)
+
+
+def test_a_forged_api_cursor_is_a_400_not_a_500(client, bob, acme):
+    import base64
+
+    client.force_login(bob)
+    for forged in ("cD1nYXJiYWdl", base64.urlsafe_b64encode(b'["started","x",1]').decode()):
+        response = client.get("/api/v1/runs", {"cursor": forged})
+        assert response.status_code == 400
+        assert "cursor" in response.json()
+
+
+def test_the_api_pages_by_close_time_too(client, bob, ingest, agent_token):
+    from tests.builders import history
+
+    for number in range(5):
+        assert ingest(agent_token, history(4, workflow_id=f"wf-{number}")).status_code == 200
+    client.force_login(bob)
+    seen, url = [], "/api/v1/runs?sort=closed&limit=2"
+    while url:
+        page = client.get(url).json()
+        seen += [run["workflow_id"] for run in page["results"]]
+        url = page["next"]
+    assert sorted(seen) == [f"wf-{n}" for n in range(5)]
+    assert len(seen) == 5

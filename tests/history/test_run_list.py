@@ -3,6 +3,7 @@ and its query count."""
 
 from __future__ import annotations
 
+import base64
 import html
 import random
 from datetime import timedelta
@@ -328,11 +329,24 @@ def test_a_bad_filter_value_is_escaped_in_the_error(as_bob, fleet):
 
 
 def test_a_cursor_of_the_closed_sort_is_refused_by_the_started_sort(as_bob, fleet):
-    # A cursor that points into the open runs of the close-time sort has no start time.
-    response = as_bob.get("/", {"cursor": _encode_cursor(None, 10)})
+    response = as_bob.get("/", {"cursor": _encode_cursor("closed", None, 10)})
 
     assert response.status_code == 400
     assert b"cursor: " in response.content
+
+
+def test_a_forged_cursor_beyond_the_calendar_is_a_400(as_bob, fleet):
+    # 9999-12-31T23:00-05:00 is past the last moment a datetime can hold in UTC.
+    forged = base64.urlsafe_b64encode(b'["started","9999-12-31T23:00:00-05:00",1]').decode()
+
+    assert as_bob.get("/", {"cursor": forged}).status_code == 400
+
+
+def test_a_nul_in_a_filter_is_a_400_naming_it(as_bob, fleet):
+    response = as_bob.get("/", {"q": "a\x00b"})
+
+    assert response.status_code == 400
+    assert b"q: must not contain the NUL character" in response.content
 
 
 # --- status counts --------------------------------------------------------------------------
