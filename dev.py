@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -25,21 +26,30 @@ PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
 STAMP = VENV / ".flightdeck-installed"
 
 
-def ensure_environment() -> None:
-    """Create .venv and install the project with its test tools, again only when
-    pyproject.toml changed since the last install."""
+def ensure_environment(*, with_tests: bool) -> None:
+    """Create .venv and install the project (with its test tools for `test`), again only when
+    pyproject.toml changed since the last install or the tools are wanted now."""
     if sys.version_info < (3, 11):  # noqa: UP036 - this script runs before the venv exists
         sys.exit("Flightdeck needs Python 3.11 or newer.")
-    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
-    if STAMP.exists() and STAMP.read_text() == wanted and PYTHON.exists():
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    installed = STAMP.read_text().split() if STAMP.exists() and PYTHON.exists() else []
+    if installed[:1] == [digest] and (not with_tests or "test" in installed):
         return
-    if not PYTHON.exists():
+    if not PYTHON.exists() or not (VENV / "pyvenv.cfg").exists():
         print("Creating .venv ...", flush=True)
-        venv.EnvBuilder(with_pip=True).create(VENV)
+        try:
+            venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
+        except (OSError, subprocess.CalledProcessError) as exc:
+            shutil.rmtree(VENV, ignore_errors=True)  # a half-made venv would fool the next run
+            sys.exit(
+                f"Could not create .venv ({exc}). On Debian or Ubuntu install python3-venv "
+                "(apt-get install python3-venv), then run this again."
+            )
+    target = f"{ROOT}[test]" if with_tests or "test" in installed else str(ROOT)
     print("Installing Flightdeck and its dependencies into .venv ...", flush=True)
     run([PYTHON, "-m", "pip", "install", "--quiet", "--upgrade", "pip"])
-    run([PYTHON, "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[test]"])
-    STAMP.write_text(wanted)
+    run([PYTHON, "-m", "pip", "install", "--quiet", "-e", target])
+    STAMP.write_text(f"{digest} {'test' if target.endswith('[test]') else ''}".strip())
 
 
 def run(command: list, **kwargs) -> None:
@@ -125,6 +135,7 @@ def smoke() -> None:
         server.terminate()
         server.wait(timeout=10)
     manage("verify_history", env=env)
+    shutil.rmtree(scratch, ignore_errors=True)
     print("smoke: the demo set up, served, ingested and read back an event", flush=True)
 
 
@@ -138,7 +149,7 @@ def main() -> None:
     commands = {"demo": demo, "test": test}
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
         sys.exit(__doc__)
-    ensure_environment()
+    ensure_environment(with_tests=sys.argv[1] == "test")
     commands[sys.argv[1]](sys.argv[2:])
 
 

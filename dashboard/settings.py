@@ -8,10 +8,10 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
-from dashboard.env import env_bool, env_int, env_list, env_str, parse_database_url
+from dashboard.env import env_bool, env_choice, env_int, env_list, env_str, parse_database_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(env_str("FLIGHTDECK_VAR_DIR", str(BASE_DIR / "var")))
+VAR_DIR = Path(env_str("FLIGHTDECK_VAR_DIR") or str(BASE_DIR / "var"))
 
 DEBUG = env_bool("DEBUG", False)
 
@@ -57,6 +57,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Serves the collected static files (CSS, htmx) from the app server itself, so a
+    # deployment needs no separate file server: run `manage.py collectstatic` at release.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -112,6 +115,10 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+# Filled by collectstatic; made here so that WhiteNoise does not warn before the first one.
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+# In development static files come straight from the apps, without collectstatic.
+WHITENOISE_USE_FINDERS = DEBUG
 
 # --- Ingest limits (docs/event-schema.md). Django's own request limit matches the body limit,
 # so an oversized body is refused before it is read into memory.
@@ -184,5 +191,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": env_choice(
+        "LOG_LEVEL", "INFO", ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+    )},
 }

@@ -22,7 +22,10 @@ class Command(BaseCommand):
             raise CommandError("bootstrap_demo creates users with printed passwords: DEBUG only")
         users = get_user_model().objects
         if users.exists():
-            self.stdout.write("Users exist already; sign in with yours.")
+            self.stdout.write(
+                "Users exist already; sign in with yours (forgotten the demo's? "
+                "`.venv/bin/python manage.py changepassword admin`)."
+            )
             return
         password = secrets.token_urlsafe(12)
         admin = users.create_superuser("admin", password=password)
