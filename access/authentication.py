@@ -1,8 +1,9 @@
 """Bearer-token authentication for the API.
 
 A user token authenticates as its user, with exactly that user's roles. An agent token
-authenticates as an `AgentPrincipal`, which is not a Django user: it can reach only the
-endpoints and runs that `access.scoping` opens to that one agent.
+authenticates as an `AgentPrincipal`, which is not a Django user and holds no roles: it reaches
+only the endpoints that accept agents (ingest) and, through `Run.objects.visible_to`, its own
+agent's runs.
 """
 
 from __future__ import annotations

@@ -26,13 +26,11 @@ def run_page(request: HttpRequest, run_uuid) -> HttpResponse:
     context = {
         **history,
         **run_header(run),
-        **run_waterfall(request, run, history),
+        **run_waterfall(run, history),
         "tail_seq": run.received_seq,
         # A closed run with gaps stays live: a late event may still fill them.
         "is_open": not run.is_closed or run.has_gaps,
     }
-    if request.htmx and request.htmx.target == "history":
-        return render(request, "history/run_parts.html#history", context)
     return render(request, "dashboard/run.html", context)
 
 
@@ -77,4 +75,4 @@ def agents_page(request: HttpRequest) -> HttpResponse:
     ]
     # Agents with no owner first within each namespace: they are the ones to fix.
     rows.sort(key=lambda row: (row["agent"].namespace.slug, row["agent"].owner is not None))
-    return render(request, "dashboard/agents.html", {"rows": rows, "namespaces": namespaces})
+    return render(request, "dashboard/agents.html", {"rows": rows})

@@ -1,7 +1,8 @@
 """Store a batch of events: idempotent, order-independent, hash-chained.
 
-`ingest_batch` is the one write path into a run's history: the API view, the SDK's server
-side, the importers and the seeding command all call it. For each run it touches it takes the
+`ingest_batch` is the write path into existing runs' histories (the API view and the seeding
+command call it); `history.seeding.bulk_load` creates many new runs at once through the same
+`prepare_events`, so both store the same bytes and hashes. For each run it touches it takes the
 run's row lock, so concurrent batches for one run are applied one after another and cannot
 interleave their received sequence, counters or chain.
 """

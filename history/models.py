@@ -35,9 +35,6 @@ class RunQuerySet(models.QuerySet):
         )
         return self.filter(namespace_id__in=namespace_ids)
 
-    def open(self) -> RunQuerySet:
-        return self.exclude(status__in=CLOSED_STATUSES)
-
 
 class Run(models.Model):
     """One workflow execution, as its producer reported it."""
@@ -97,7 +94,7 @@ class Run(models.Model):
                 opclasses=["varchar_pattern_ops"],
             ),
             # Substring search over workflow_id and run_id (case-insensitive) uses trigram
-            # indexes on upper(...), created on PostgreSQL only by migration 0004 (SQLite scans).
+            # indexes on upper(...), created on PostgreSQL only by migration 0003 (SQLite scans).
         ]
 
     def __str__(self) -> str:
@@ -110,10 +107,6 @@ class Run(models.Model):
     @property
     def has_gaps(self) -> bool:
         return self.contiguous_through < self.last_event_id
-
-    @property
-    def is_chained_through_last(self) -> bool:
-        return not self.has_gaps and bool(self.head_hash) == (self.last_event_id > 0)
 
     def first_missing_range(self) -> tuple[int, int] | None:
         """The first range of missing event ids, from one indexed lookup (for the header,

@@ -164,10 +164,6 @@ class RunFilter:
             runs = runs.alias(**{alias: text}).filter(**{alias: value})
         return runs
 
-    @property
-    def is_empty(self) -> bool:
-        return self == RunFilter(sort=self.sort)
-
     # --- keyset pages ------------------------------------------------------------------
 
     def page(self, runs: QuerySet, cursor: str, size: int) -> tuple[list, str | None]:

@@ -227,7 +227,6 @@ def history_region(request: HttpRequest, run: Run) -> dict:
         "after": after,
         "next_url": next_url,
         "categories": list(CORE_EVENT_TYPES),
-        "keep_query": urlencode(keep),
         "view_tabs": view_tabs,
         "is_first_page": after == 0,
     }
@@ -267,7 +266,7 @@ def run_header(run: Run) -> dict:
     }
 
 
-def run_waterfall(request: HttpRequest, run: Run, history: dict, marks=()) -> dict:
+def run_waterfall(run: Run, history: dict, marks=()) -> dict:
     """The waterfall over the groups of the history page shown (compact rows)."""
     rows = history["rows"]
     if history["view"] != "compact":

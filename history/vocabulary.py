@@ -78,15 +78,5 @@ CORE_EVENT_TYPES: dict[str, tuple[str, ...]] = {
 
 ALL_CORE_EVENT_TYPES = frozenset(t for types in CORE_EVENT_TYPES.values() for t in types)
 
-# Types an agent may send, but whose subject is a decision only Flightdeck makes. They are
-# stored as the agent's claims and never read as decisions (docs/event-schema.md).
-CLAIM_EVENT_PREFIXES = ("approval.",)
-CLAIM_EVENT_EXCEPTIONS = frozenset({"approval.requested"})
-
-
 def category_of(event_type: str) -> str:
     return event_type.split(".", 1)[0]
-
-
-def is_claim(event_type: str) -> bool:
-    return event_type.startswith(CLAIM_EVENT_PREFIXES) and event_type not in CLAIM_EVENT_EXCEPTIONS

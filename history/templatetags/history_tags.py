@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 from django import template
 
 register = template.Library()
@@ -43,13 +44,6 @@ def seconds(value) -> str:
 
 
 @register.filter
-def get_item(mapping, key):
-    return mapping.get(key) if hasattr(mapping, "get") else None
-
-
-@register.filter
 def short_json(value, limit: int = 120) -> str:
-    import orjson
-
     text = value if isinstance(value, str) else orjson.dumps(value).decode()
     return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -12,13 +12,21 @@ from django.core.management.base import BaseCommand, CommandError
 from access.models import Agent, Namespace, Token
 from history.ingest import ingest_batch
 from history.models import Run
-from history.seeding import bulk_load, long_history, scenario, small_history, start_time
+from history.seeding import (
+    TOOLS,
+    bulk_load,
+    long_history,
+    scenario,
+    small_history,
+    start_time,
+)
 
 AGENTS = [
-    # namespace, agent, workflow type, owned
-    ("acme", "support-bot", "support", True),
-    ("acme", "billing-bot", "billing", False),
-    ("globex", "research-bot", "research", True),
+    # namespace, agent, workflow type (the agents are left without owners: the agents page
+    # flags that, and an admin can set one there)
+    ("acme", "support-bot", "support"),
+    ("acme", "billing-bot", "billing"),
+    ("globex", "research-bot", "research"),
 ]
 
 
@@ -55,15 +63,13 @@ class Command(BaseCommand):
             return
         rng = random.Random(seed)
         tokens = {}
-        for slug, name, workflow_type, owned in AGENTS:
+        for slug, name, workflow_type in AGENTS:
             namespace, _ = Namespace.objects.get_or_create(slug=slug)
             agent, _ = Agent.objects.get_or_create(
                 namespace=namespace, name=name,
                 defaults={"allowed_tools": ["plan", *self._tools(workflow_type)],
                           "description": f"Synthetic {workflow_type} agent"},
             )
-            if not owned and agent.owner is not None:
-                owned = True
             token = agent.tokens.active().first() or Token.issue(agent=agent, name="seed")[0]
             tokens[workflow_type] = token
         began = time.monotonic()
@@ -81,8 +87,6 @@ class Command(BaseCommand):
             )
 
     def _tools(self, workflow_type: str) -> list[str]:
-        from history.seeding import TOOLS
-
         return TOOLS[workflow_type]
 
     def _send(self, token: Token, events: list[dict]) -> int:
