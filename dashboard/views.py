@@ -31,6 +31,9 @@ def run_page(request: HttpRequest, run_uuid) -> HttpResponse:
         # A closed run with gaps stays live: a late event may still fill them.
         "is_open": not run.is_closed or run.has_gaps,
     }
+    # The page serves its history region alone too (STYLE 5), for htmx requests aimed at it.
+    if request.htmx and request.htmx.target == "history":
+        return render(request, "history/run_parts.html#history", context)
     return render(request, "dashboard/run.html", context)
 
 
