@@ -157,6 +157,10 @@ class RunFilter:
         if self.started_before is not None:
             runs = runs.filter(started_at__lt=self.started_before)
         for number, (key, value) in enumerate(self.labels):
+            if connection.vendor == "postgresql":
+                # labels @> {"key": "value"}: served by the GIN index of migration 0006.
+                runs = runs.filter(labels__contains={key: value})
+                continue
             alias = f"label_{number}"
             # Cast to text: a bare key transform compares as JSON, which SQLite cannot do
             # with a plain string.
