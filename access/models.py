@@ -32,6 +32,7 @@ class NamespaceQuerySet(models.QuerySet):
 class Namespace(models.Model):
     """A team or tenant. Every run, agent and token belongs to exactly one namespace."""
 
+    # Unique index: namespaces are found by slug in URLs, filters and create_agent_token.
     slug = models.SlugField(max_length=63, unique=True)
     name = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
@@ -96,6 +97,7 @@ class Agent(models.Model):
     class Meta:
         ordering = ["namespace__slug", "name"]
         constraints = [
+            # Its index serves the agent filter of the run list and create_agent_token.
             models.UniqueConstraint(fields=["namespace", "name"], name="agent_unique_name"),
             models.CheckConstraint(
                 condition=Q(owner_user__isnull=True) | Q(owner_group__isnull=True),
@@ -135,6 +137,7 @@ class Token(models.Model):
     PREFIX_LENGTH = 8
 
     kind = models.CharField(max_length=10, choices=[("agent", "Agent"), ("user", "User")])
+    # Unique index: every API request finds its token by this prefix.
     prefix = models.CharField(max_length=16, unique=True)
     secret_hash = models.CharField(max_length=64)
     name = models.CharField(max_length=200, blank=True)
