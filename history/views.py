@@ -102,7 +102,7 @@ def run_list(request: HttpRequest) -> HttpResponse:
         "is_first_page": not request.GET.get("cursor"),
     }
     status = 400 if errors else 200
-    if request.htmx and request.htmx.target == "run-list":
+    if request.htmx and request.htmx.target in ("run-list", "run-rows"):
         return render(request, "history/run_list.html#list", context, status=status)
     return render(request, "history/run_list.html", context, status=status)
 
