@@ -223,3 +223,30 @@ def browser_as(chromium, live_server):
     yield sign_in
     for context in contexts:
         context.close()
+
+
+# --- signed-in test clients -------------------------------------------------------------------
+
+
+@pytest.fixture
+def as_alice(client, alice):
+    client.force_login(alice)
+    return client
+
+
+@pytest.fixture
+def as_bob(client, bob):
+    client.force_login(bob)
+    return client
+
+
+@pytest.fixture
+def as_ivy(client, ivy):
+    client.force_login(ivy)
+    return client
+
+
+@pytest.fixture
+def as_charlie(client, charlie):
+    client.force_login(charlie)
+    return client

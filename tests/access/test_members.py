@@ -15,16 +15,6 @@ MEMBERS = "/namespaces/acme/members/"
 SCRIPT = "<script>alert(1)</script>"
 
 
-@pytest.fixture
-def as_alice(client, alice):
-    client.force_login(alice)
-    return client
-
-
-@pytest.fixture
-def as_bob(client, bob):
-    client.force_login(bob)
-    return client
 
 
 def roles(namespace_slug: str = "acme") -> set[tuple[str, str]]:

@@ -147,7 +147,7 @@ def test_a_saved_view_reopens_the_filters_it_was_saved_with(browser_as, alice, r
     _wait_for_rows(page, list(runs))
     _apply_filters(page)
 
-    held = page.locator("form[action='/views/'] input[name=query]").input_value()
+    held = page.locator("#saved-view-query").input_value()
     page.get_by_role("textbox", name="Name of the saved view").fill("Failed orders")
     page.get_by_role("button", name="Save view", exact=True).click()
     page.get_by_role("link", name="Failed orders").wait_for()

@@ -55,16 +55,6 @@ def names(response) -> list[str]:
             for part in body.split('<td><a href="/?namespace=')[1:]]
 
 
-@pytest.fixture
-def as_bob(client, bob):
-    client.force_login(bob)
-    return client
-
-
-@pytest.fixture
-def as_alice(client, alice):
-    client.force_login(alice)
-    return client
 
 
 def test_it_lists_the_agents_of_the_users_namespaces_only(as_bob, agents):

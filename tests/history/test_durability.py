@@ -64,11 +64,6 @@ def finding_text(response, rule: str) -> str:
     return body.split(f'<li class="finding {rule}">', 1)[1].split("</li>", 1)[0]
 
 
-@pytest.fixture
-def as_bob(client, bob):
-    client.force_login(bob)
-    return client
-
 
 def store(ingest, token, events) -> Run:
     assert ingest(token, events).status_code == 200

@@ -50,16 +50,6 @@ def run(ingest, agent_token) -> Run:
     return Run.objects.get(workflow_id="wf-1")
 
 
-@pytest.fixture
-def as_bob(client, bob):
-    client.force_login(bob)
-    return client
-
-
-@pytest.fixture
-def as_ivy(client, ivy):
-    client.force_login(ivy)
-    return client
 
 
 def url(run: Run, event_id) -> str:

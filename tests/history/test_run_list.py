@@ -82,11 +82,6 @@ def listed(response) -> list[str]:
     return ids
 
 
-@pytest.fixture
-def as_bob(client, bob):
-    client.force_login(bob)
-    return client
-
 
 # --- the happy path, methods, sign-in ----------------------------------------------------------
 

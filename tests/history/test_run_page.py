@@ -73,16 +73,6 @@ def run(ingest, agent_token) -> Run:
     return Run.objects.get(workflow_id="wf-rich")
 
 
-@pytest.fixture
-def as_bob(client, bob):
-    client.force_login(bob)
-    return client
-
-
-@pytest.fixture
-def as_ivy(client, ivy):
-    client.force_login(ivy)
-    return client
 
 
 def page(run: Run) -> str:

@@ -15,11 +15,6 @@ pytestmark = pytest.mark.django_db
 QUERY = "status=failed&agent=support-bot"
 
 
-@pytest.fixture
-def as_bob(client, bob):
-    client.force_login(bob)
-    return client
-
 
 @pytest.fixture
 def bobs_view(bob) -> SavedView:

@@ -27,11 +27,6 @@ def run(ingest, agent_token) -> Run:
     return Run.objects.get()
 
 
-@pytest.fixture
-def as_bob(client, bob):
-    client.force_login(bob)
-    return client
-
 
 def tail(client, run: Run, seq=None, **kwargs):
     params = {} if seq is None else {"seq": seq}
