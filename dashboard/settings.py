@@ -52,6 +52,8 @@ INSTALLED_APPS = [
     "template_partials",
     "access",
     "history",
+    "interventions",
+    "audit",
     "dashboard",
 ]
 
@@ -59,7 +61,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Serves the collected static files (CSS, htmx) from the app server itself, so a
     # deployment needs no separate file server: run `manage.py collectstatic` at release.
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "dashboard.static_files.StaticFilesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -139,10 +141,75 @@ if CELERY_BROKER_URL == "filesystem://":
         "data_folder_out": str(_queue_dir),
         "processed_folder": str(VAR_DIR / "celery-processed"),
     }
+# Redis drops a message whose consumer has not acked it within the visibility timeout back into
+# the queue: that is how a delivery whose worker died is retried (tasks ack late). No retry
+# countdown may be longer than it (tasks.backoff_seconds caps them at half).
+CELERY_BROKER_VISIBILITY_TIMEOUT = env_int("CELERY_BROKER_VISIBILITY_TIMEOUT", 3600, minimum=2)
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_BROKER_VISIBILITY_TIMEOUT}
+CELERY_TASK_DEFAULT_QUEUE = "commands"
+# Slow work (outgoing HTTP: webhooks, notifications; later Temporal calls) has its own queue and
+# workers, so it cannot starve command delivery. A pull-channel delivery stays on "commands";
+# `interventions.commands.enqueue` sends each command to its connector's queue.
+CELERY_TASK_ROUTES = {
+    "interventions.deliver_command": {"queue": "commands"},
+    "interventions.sweep": {"queue": "commands"},
+    "interventions.notify": {"queue": "slow"},
+}
+# One message at a time per worker process: with late acks a prefetched message would wait
+# behind a slow one and count against the visibility timeout.
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_BEAT_SCHEDULE = {
+    "sweep-commands": {
+        "task": "interventions.sweep",
+        "schedule": float(env_int("COMMAND_SWEEP_INTERVAL_SECONDS", 15, minimum=1)),
+        "options": {"queue": "commands"},
+    },
+}
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = TIME_ZONE
+
+# --- Commands and approvals (docs/operations.md). Timeouts are settings so that tests shorten
+# them; production keeps the defaults unless an operator has a reason.
+COMMAND_DELIVERY_DEADLINE_SECONDS = env_int("COMMAND_DELIVERY_DEADLINE_SECONDS", 3600, minimum=1)
+COMMAND_STUCK_AFTER_SECONDS = env_int("COMMAND_STUCK_AFTER_SECONDS", 30, minimum=1)
+COMMAND_CLAIM_LEASE_SECONDS = env_int("COMMAND_CLAIM_LEASE_SECONDS", 120, minimum=1)
+COMMAND_MAX_ATTEMPTS = env_int("COMMAND_MAX_ATTEMPTS", 8, minimum=1)
+COMMAND_RETRY_BACKOFF_BASE_SECONDS = env_int("COMMAND_RETRY_BACKOFF_BASE_SECONDS", 2, minimum=0)
+COMMAND_RETRY_BACKOFF_MAX_SECONDS = env_int("COMMAND_RETRY_BACKOFF_MAX_SECONDS", 300, minimum=0)
+COMMAND_PULL_REDELIVER_SECONDS = env_int("COMMAND_PULL_REDELIVER_SECONDS", 60, minimum=1)
+COMMAND_LONG_POLL_MAX_SECONDS = env_int("COMMAND_LONG_POLL_MAX_SECONDS", 60, minimum=1)
+COMMAND_LONG_POLL_FALLBACK_SECONDS = env_int("COMMAND_LONG_POLL_FALLBACK_SECONDS", 1, minimum=1)
+APPROVAL_DEFAULT_TIMEOUT_SECONDS = env_int("APPROVAL_DEFAULT_TIMEOUT_SECONDS", 86400, minimum=1)
+APPROVAL_MAX_TIMEOUT_SECONDS = env_int("APPROVAL_MAX_TIMEOUT_SECONDS", 7 * 86400, minimum=1)
+APPROVAL_REMINDER_BEFORE_SECONDS = env_int("APPROVAL_REMINDER_BEFORE_SECONDS", 900, minimum=0)
+WEBHOOK_TIMEOUT_SECONDS = env_int("WEBHOOK_TIMEOUT_SECONDS", 10, minimum=1)
+# CIDRs that webhooks may reach although they are loopback, private or link-local.
+WEBHOOK_ALLOWED_NETWORKS = env_list("WEBHOOK_ALLOWED_NETWORKS", [])
+NOTIFY_WEBHOOK_URL = env_str("NOTIFY_WEBHOOK_URL") or ""
+NOTIFY_WEBHOOK_SECRET = env_str("NOTIFY_WEBHOOK_SECRET") or ""
+# Links in notifications point here.
+FLIGHTDECK_BASE_URL = env_str("FLIGHTDECK_BASE_URL") or "http://127.0.0.1:8000"
+FLIGHTDECK_ENCRYPTION_KEYS = env_list("FLIGHTDECK_ENCRYPTION_KEYS", [])
+
+# --- Mail: SMTP when EMAIL_HOST is set; otherwise printed to the console in development and
+# dropped in production (notifications then go only to the chat webhook, if any).
+EMAIL_HOST = env_str("EMAIL_HOST") or ""
+if EMAIL_HOST:
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_PORT = env_int("EMAIL_PORT", 587, minimum=1)
+    EMAIL_HOST_USER = env_str("EMAIL_HOST_USER") or ""
+    EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD") or ""
+    EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
+elif DEBUG:
+    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.dummy.EmailBackend"
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL") or "flightdeck@localhost"
 
 # --- REST API
 REST_FRAMEWORK = {

@@ -21,6 +21,7 @@ from access.models import Agent, Token
 from history import chain
 from history.models import Event, Run
 from history.secrets import scan
+from history.signals import events_stored
 from history.vocabulary import CLOSED_STATUSES, STATUS_EVENTS
 from history.wire import InvalidEvent, ParsedEvent, parse_event
 
@@ -107,8 +108,27 @@ def ingest_batch(token: Token, items: list, *, max_attributes_bytes: int) -> Bat
             insert_events(rows)  # one COPY for the whole batch
             for run in runs:
                 run.save(update_fields=DERIVED_RUN_FIELDS)
+            _announce(locked, by_run, results)
         _touch_agent(agent)
     return BatchOutcome([r for r in results if r is not None], runs)
+
+
+def _announce(locked: dict, by_run: dict, results: list) -> None:
+    """Send `events_stored` for each run with new events, inside the batch's transaction."""
+    if not events_stored.has_listeners():
+        return
+    for key in sorted(by_run):
+        fresh = [
+            parsed
+            for parsed in by_run[key].values()
+            if results[parsed.index] is not None and results[parsed.index].status == STORED
+        ]
+        if fresh:
+            events_stored.send(sender=locked[key], events=sorted(fresh, key=_by_event_id))
+
+
+def _by_event_id(parsed: ParsedEvent) -> int:
+    return parsed.event_id
 
 
 def _same_content(a: ParsedEvent, b: ParsedEvent) -> bool:

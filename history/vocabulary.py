@@ -68,7 +68,11 @@ CORE_EVENT_TYPES: dict[str, tuple[str, ...]] = {
         "activity.timed_out",
         "activity.cancelled",
     ),
-    "approval": ("approval.requested",),
+    # granted / rejected / expired are the agent's claims about the decision it received;
+    # Flightdeck checks them against the decision it delivered.
+    "approval": (
+        "approval.requested", "approval.granted", "approval.rejected", "approval.expired"
+    ),
     "signal": ("signal.received",),
     "timer": ("timer.started", "timer.fired", "timer.cancelled"),
     "child": ("child.started", "child.completed", "child.failed"),
