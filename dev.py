@@ -10,12 +10,16 @@ Uses SQLite and an embedded Celery broker unless DATABASE_URL / REDIS_URL are se
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
+import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import tempfile
+import time
+import urllib.request
 import venv
 from pathlib import Path
 
@@ -62,6 +66,40 @@ def manage(*args: str, env: dict) -> None:
     run([PYTHON, "manage.py", *args], env=env)
 
 
+def serve_commands(address: str, env: dict) -> list[subprocess.Popen]:
+    """The processes of a running Flightdeck: the ASGI server (uvicorn; agents' long-polls wait
+    without a thread each) and a Celery worker with its beat scheduler (delivery, the sweeper).
+    """
+    host, _, port = address.rpartition(":")
+    server = subprocess.Popen(
+        [str(PYTHON), "-m", "uvicorn", "dashboard.asgi:application", "--host", host or "127.0.0.1",
+         "--port", port, "--no-access-log"], cwd=ROOT, env=env,
+    )
+    worker = subprocess.Popen(
+        [str(BIN / "celery"), "-A", "dashboard", "worker", "-B", "-Q", "commands,slow",
+         "-c", "2", "-l", "warning", "--schedule", str(var_dir(env) / "celerybeat-schedule")],
+        cwd=ROOT, env=env,
+    )
+    return [server, worker]
+
+
+def var_dir(env: dict) -> Path:
+    folder = Path(env.get("FLIGHTDECK_VAR_DIR") or ROOT / "var")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def stop(processes: list[subprocess.Popen]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
 def demo(args: list[str]) -> None:
     if args[:1] == ["--smoke"]:
         smoke()
@@ -72,20 +110,31 @@ def demo(args: list[str]) -> None:
     manage("seed_history", "--if-empty", "--runs", "40", env=env)
     address = args[0] if args else "127.0.0.1:8000"
     print(f"\nFlightdeck is at http://{address}/  (Ctrl-C stops it)\n", flush=True)
-    with contextlib.suppress(KeyboardInterrupt):
-        manage("runserver", "--noreload", address, env=env)
+    processes = serve_commands(address, env)
+    try:
+        while all(process.poll() is None for process in processes):
+            time.sleep(1)
+        sys.exit("a Flightdeck process stopped; see its output above")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop(processes)
+
+
+def _call(base: str, path: str, token: str, body: dict | None = None, timeout: float = 10):
+    request = urllib.request.Request(
+        f"{base}{path}", data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=timeout) as answer:
+        return json.load(answer)
 
 
 def smoke() -> None:
-    """The demo end to end on embedded defaults, in a scratch folder: set up, serve, sign-in
-    page answers, an agent's event is ingested and read back, then stop. Exits non-zero on
-    any failure."""
-    import json
-    import socket
-    import tempfile
-    import time
-    import urllib.request
-
+    """The demo end to end on embedded defaults, in a scratch folder: set up, serve with the
+    worker, sign-in page answers, an agent's event is ingested and read back, an operator's
+    pause travels through the queue and the agent's long-poll and is acknowledged, then stop.
+    Exits non-zero on any failure."""
     scratch = tempfile.mkdtemp(prefix="flightdeck-smoke-")
     env = {**os.environ, "DEBUG": "1", "FLIGHTDECK_VAR_DIR": scratch}
     for name in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL"):
@@ -93,17 +142,19 @@ def smoke() -> None:
     manage("migrate", "--no-input", "-v", "0", env=env)
     manage("bootstrap_demo", env=env)
     manage("seed_history", "--if-empty", "--runs", "5", env=env)
-    token = subprocess.run(
-        [str(PYTHON), "manage.py", "create_agent_token", "--namespace", "demo", "--agent",
-         "smoke", "-v", "0"], cwd=ROOT, env=env, check=True, capture_output=True, text=True,
-    ).stdout.strip().splitlines()[-1]
+
+    def output(*command: str) -> str:
+        return subprocess.run(
+            [str(PYTHON), "manage.py", *command], cwd=ROOT, env=env, check=True,
+            capture_output=True, text=True,
+        ).stdout.strip().splitlines()[-1]
+
+    token = output("create_agent_token", "--namespace", "demo", "--agent", "smoke", "-v", "0")
+    operator = output("create_user_token", "--user", "admin", "--name", "smoke")
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = subprocess.Popen(
-        [str(PYTHON), "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
-        cwd=ROOT, env=env,
-    )
+    processes = serve_commands(f"127.0.0.1:{port}", env)
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(60):
@@ -117,26 +168,25 @@ def smoke() -> None:
             sys.exit("smoke: the server did not answer")
         event = {"workflow_id": "smoke-1", "run_id": "r1", "event_id": 1, "type":
                  "workflow.started", "workflow_type": "smoke", "time": "2026-01-01T00:00:00Z"}
-        request = urllib.request.Request(
-            f"{base}/api/v1/ingest", data=json.dumps({"events": [event]}).encode(),
-            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            stored = json.load(answer)
+        stored = _call(base, "/api/v1/ingest", token, {"events": [event]})
         assert stored["stored"] == 1, stored
         run_uuid = stored["runs"][0]["uuid"]
-        request = urllib.request.Request(
-            f"{base}/api/v1/runs/{run_uuid}/events", headers={"Authorization": f"Bearer {token}"}
-        )
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            events = json.load(answer)["events"]
+        events = _call(base, f"/api/v1/runs/{run_uuid}/events", token)["events"]
         assert [e["type"] for e in events] == ["workflow.started"], events
+        command = _call(base, f"/api/v1/runs/{run_uuid}/commands", operator,
+                        {"kind": "pause", "reason": "smoke"})
+        # The embedded broker polls about once a second: allow the worker a while.
+        received = _call(base, "/api/v1/agent/commands?wait=30", token, timeout=40)["commands"]
+        assert [c["id"] for c in received] == [command["id"]], received
+        acked = _call(base, f"/api/v1/agent/commands/{command['id']}/ack", token,
+                      {"status": "applied", "detail": "paused at a checkpoint"})
+        assert acked["state"] == "applied", acked
     finally:
-        server.terminate()
-        server.wait(timeout=10)
+        stop(processes)
     manage("verify_history", env=env)
     shutil.rmtree(scratch, ignore_errors=True)
-    print("smoke: the demo set up, served, ingested and read back an event", flush=True)
+    print("smoke: the demo set up, served, ingested and read back an event, and delivered an "
+          "operator's pause through the worker and the agent's long-poll", flush=True)
 
 
 def test(args: list[str]) -> None:

@@ -8,9 +8,14 @@ from pathlib import Path
 
 from history.ingest import CONFLICT, DUPLICATE, INVALID, STORED
 from history.vocabulary import ALL_CORE_EVENT_TYPES, STATUS_EVENTS, RunStatus
+from interventions.vocabulary import ApprovalState, CommandKind, CommandState, ConnectorKind, Risk
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
-ROW = re.compile(r"^\| (event type|run status|ingest result) \| `([a-z_.]+)` \|", re.MULTILINE)
+ROW = re.compile(
+    r"^\| (event type|run status|ingest result|command kind|command state|approval state|risk"
+    r"|connector) \| `([a-z_.]+)` \|",
+    re.MULTILINE,
+)
 
 
 def documented(enumeration: str) -> set[str]:
@@ -28,6 +33,14 @@ def test_every_run_status_is_documented_and_nothing_more():
 
 def test_every_ingest_result_is_documented_and_nothing_more():
     assert documented("ingest result") == {STORED, DUPLICATE, CONFLICT, INVALID}
+
+
+def test_every_command_and_approval_enumeration_is_documented_and_nothing_more():
+    assert documented("command kind") == set(CommandKind.values)
+    assert documented("command state") == set(CommandState.values)
+    assert documented("approval state") == set(ApprovalState.values)
+    assert documented("risk") == set(Risk.values)
+    assert documented("connector") == set(ConnectorKind.values)
 
 
 def test_every_status_event_sets_a_documented_status():
