@@ -136,12 +136,14 @@ CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or REDIS_URL or "filesystem://"
 CELERY_BROKER_TRANSPORT_OPTIONS: dict = {}
 if CELERY_BROKER_URL == "filesystem://":
     _queue_dir = VAR_DIR / "celery-queue"
-    for _folder in (_queue_dir, VAR_DIR / "celery-processed"):
-        _folder.mkdir(parents=True, exist_ok=True)
+    for _folder in ("celery-queue", "celery-processed", "celery-control"):
+        (VAR_DIR / _folder).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_queue_dir),
         "data_folder_out": str(_queue_dir),
         "processed_folder": str(VAR_DIR / "celery-processed"),
+        # Exchange bindings; kombu's default is ./control in the working directory.
+        "control_folder": str(VAR_DIR / "celery-control"),
     }
 # Redis drops a message whose consumer has not acked it within the visibility timeout back into
 # the queue: that is how a delivery whose worker died is retried (tasks ack late). No retry
