@@ -95,6 +95,12 @@ DATABASES = {
         env_str("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'flightdeck.sqlite3'}", base_dir=BASE_DIR
     )
 }
+# Persistent connections belong to a thread. Under ASGI each request runs in a thread of its
+# own, so they would pile up until garbage-collected and exhaust PostgreSQL's connections:
+# dashboard/asgi.py sets 0, as Django's docs ask; WSGI workers and Celery keep the default.
+DATABASES["default"]["CONN_MAX_AGE"] = env_int(
+    "DATABASE_CONN_MAX_AGE", DATABASES["default"].get("CONN_MAX_AGE", 0), minimum=0
+)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

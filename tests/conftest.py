@@ -53,17 +53,23 @@ def _service_missing(marker: str) -> str | None:
     return None
 
 
+def service_unavailable(marker: str, why: str):
+    """Skip the test for want of a service (fail it under FLIGHTDECK_REQUIRE_SERVICES), and
+    list it in the end-of-run summary. Also for fixtures that find out late, such as one that
+    needs the redis-server binary to start a private Redis."""
+    if REQUIRE_SERVICES:
+        pytest.fail(f"needs {marker}: {why} (FLIGHTDECK_REQUIRE_SERVICES is set)")
+    _skipped_for_service.setdefault(marker, set()).add(why)
+    pytest.skip(f"needs {marker}: {why}")
+
+
 def pytest_runtest_setup(item):
     for marker in SERVICE_MARKERS:
         if item.get_closest_marker(marker) is None:
             continue
         why = _service_missing(marker)
-        if why is None:
-            continue
-        if REQUIRE_SERVICES:
-            pytest.fail(f"needs {marker}: {why} (FLIGHTDECK_REQUIRE_SERVICES is set)")
-        _skipped_for_service.setdefault(marker, set()).add(why)
-        pytest.skip(f"needs {marker}: {why}")
+        if why is not None:
+            service_unavailable(marker, why)
 
 
 def pytest_terminal_summary(terminalreporter):
