@@ -16,6 +16,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from access.models import Agent, Membership, Namespace
 from access.permissions import has_capability
 from access.roles import Capability, Role
+from audit.log import record
 
 
 def get_namespace_for(user, slug: str, need: str = Capability.VIEW) -> Namespace:
@@ -52,10 +53,14 @@ def members(request: HttpRequest, slug: str) -> HttpResponse:
         if form.is_valid():
             try:
                 with transaction.atomic():  # keeps an outer transaction usable on a duplicate
-                    Membership.objects.create(
+                    membership = Membership.objects.create(
                         user=form.cleaned_data["username"],
                         namespace=namespace,
                         role=form.cleaned_data["role"],
+                    )
+                    record(
+                        "member.role_added", actor=request.user, request=request,
+                        namespace=namespace, obj=membership, after=_described(membership),
                     )
             except IntegrityError:
                 form.add_error("role", "That user already holds this role here.")
@@ -83,9 +88,17 @@ def remove_member(request: HttpRequest, slug: str, membership_id: int) -> HttpRe
         if membership.role == Role.ADMIN and len(admins) == 1:
             messages.error(request, "A namespace keeps at least one admin.")
         else:
+            record(
+                "member.role_removed", actor=request.user, request=request,
+                namespace=namespace, obj=membership, before=_described(membership),
+            )
             membership.delete()
             messages.success(request, "Role removed.")
     return redirect("namespace-members", slug=namespace.slug)
+
+
+def _described(membership: Membership) -> dict:
+    return {"user": membership.user.get_username(), "role": membership.role}
 
 
 class AgentForm(forms.ModelForm):
@@ -134,9 +147,12 @@ class AgentForm(forms.ModelForm):
 def edit_agent(request: HttpRequest, slug: str, agent_id: int) -> HttpResponse:
     namespace = get_namespace_for(request.user, slug, need=Capability.ADMINISTER)
     agent = get_object_or_404(Agent, pk=agent_id, namespace=namespace)
+    before = _agent_settings(agent)
     form = AgentForm(request.POST or None, instance=agent, namespace=namespace)
     if request.method == "POST" and form.is_valid():
-        form.save()
+        with transaction.atomic():  # the change and its audit entry commit together
+            form.save()
+            _record_agent_change(request, agent, before)
         messages.success(request, f"Agent {agent.name} saved.")
         return redirect("agents")
     return render(
@@ -144,4 +160,30 @@ def edit_agent(request: HttpRequest, slug: str, agent_id: int) -> HttpResponse:
         "access/agent_form.html",
         {"namespace": namespace, "agent": agent, "form": form},
         status=400 if request.method == "POST" else 200,
+    )
+
+
+def _agent_settings(agent: Agent) -> dict:
+    return {
+        "owner": str(agent.owner) if agent.owner else None,
+        "owner_kind": "user" if agent.owner_user_id else "group" if agent.owner_group_id else None,
+        "description": agent.description,
+        "allowed_tools": list(agent.allowed_tools),
+        "privileged": agent.privileged,
+    }
+
+
+def _record_agent_change(request: HttpRequest, agent: Agent, before: dict) -> None:
+    """One entry naming only what changed; `agent.owner_changed` when the owner is among it,
+    since that is what reviews of accountability look for."""
+    after = _agent_settings(agent)
+    changed = [key for key in after if after[key] != before[key]]
+    if not changed:
+        return
+    owner_changed = "owner" in changed or "owner_kind" in changed
+    record(
+        "agent.owner_changed" if owner_changed else "agent.changed",
+        actor=request.user, request=request, namespace=agent.namespace, obj=agent,
+        before={key: before[key] for key in changed},
+        after={key: after[key] for key in changed},
     )

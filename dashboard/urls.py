@@ -10,6 +10,9 @@ urlpatterns = [
     path("runs/<str:run_uuid>/", views.run_page, name="run"),
     path("agents/", views.agents_page, name="agents"),
     path("", include("access.urls")),
+    path("", include("interventions.approval_urls")),
+    path("", include("interventions.settings_urls")),
+    path("", include("audit.urls")),
     # Sign-in, sign-out and password change only: password reset needs outgoing mail, which
     # is not configured (an open reset form would also tell strangers which addresses exist).
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),

@@ -139,12 +139,7 @@ class ApprovalDecisionView(APIView):
                 form.validated_data["comment"], http=request,
             )
         except approvals.DecisionRefused as exc:
-            code = status.HTTP_400_BAD_REQUEST if exc.field == "comment" else (
-                status.HTTP_409_CONFLICT
-            )
-            if "capability" in exc.message:
-                code = status.HTTP_403_FORBIDDEN
-            return Response({exc.field: [exc.message]}, status=code)
+            return Response({exc.field: [exc.message]}, status=exc.http_status)
         return Response(ApprovalRequestSerializer(decided).data)
 
 

@@ -32,10 +32,25 @@ MAX_APPROVALS = 5
 
 
 class DecisionRefused(Exception):
-    def __init__(self, field: str, message: str):
+    """A decision that is not taken. `field` names what is wrong; `status` says what kind of
+    refusal it is, so every caller answers alike: FORBIDDEN (this person may not decide it),
+    CONFLICT (the request's state or an earlier decision stands in the way), INVALID (the
+    input itself is wrong)."""
+
+    FORBIDDEN = "forbidden"
+    CONFLICT = "conflict"
+    INVALID = "invalid"
+
+    def __init__(self, field: str, message: str, status: str = CONFLICT):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+        self.status = status
+
+    @property
+    def http_status(self) -> int:
+        """What the inbox and the API answer with, so both refuse alike."""
+        return {self.FORBIDDEN: 403, self.CONFLICT: 409, self.INVALID: 400}[self.status]
 
 
 def effective_bar(agent, action: str, asked_risk: str, asked_approvals: int) -> tuple[str, int]:
@@ -111,16 +126,33 @@ def _deadline(attributes: dict) -> datetime:
 
 def may_decide(request: ApprovalRequest, user) -> str | None:
     """Why `user` may not decide this request now, or None."""
+    refusal = _refusal(request, user)
+    return refusal.message if refusal else None
+
+
+def _refusal(request: ApprovalRequest, user) -> DecisionRefused | None:
     if not has_capability(user, request.run.namespace_id, Capability.APPROVE):
-        return "deciding needs the approve capability in this namespace"
-    if request.on_behalf_of and request.on_behalf_of in _identities(user):
-        return "this request was raised on your behalf; someone else must decide it"
+        return DecisionRefused(
+            "decision", "deciding needs the approve capability in this namespace",
+            DecisionRefused.FORBIDDEN,
+        )
+    if raised_on_behalf_of(request, user):
+        return DecisionRefused(
+            "decision", "this request was raised on your behalf; someone else must decide it",
+            DecisionRefused.FORBIDDEN,
+        )
     if request.decisions.filter(user=user).exists():
-        return "you have already decided this request"
+        return DecisionRefused("decision", "you have already decided this request")
     return None
 
 
-def _identities(user) -> set[str]:
+def raised_on_behalf_of(request: ApprovalRequest, user) -> bool:
+    """Whether the request names `user` (by user name or e-mail) as the one it acts for."""
+    return bool(request.on_behalf_of) and request.on_behalf_of in identities_of(user)
+
+
+def identities_of(user) -> set[str]:
+    """The names a request's `on_behalf_of` may give for `user`: user name and e-mail."""
     return {value for value in (user.get_username(), getattr(user, "email", "")) if value}
 
 
@@ -128,10 +160,13 @@ def decide(request: ApprovalRequest, user, decision: str, comment: str = "", *, 
     """Record one person's decision; when it settles the request, send the decision to the
     agent as a command. Returns the request as it is after the decision."""
     if decision not in Decision.values:
-        raise DecisionRefused("decision", "must be approve or reject")
+        raise DecisionRefused("decision", "must be approve or reject", DecisionRefused.INVALID)
     comment = (comment or "").strip()[:2000]
     if decision == Decision.REJECT and not comment:
-        raise DecisionRefused("comment", "a comment is required to reject (the agent gets it)")
+        raise DecisionRefused(
+            "comment", "a comment is required to reject (the agent gets it)",
+            DecisionRefused.INVALID,
+        )
     with transaction.atomic():
         # The row lock orders racing decisions and the expiry: each sees the other's outcome.
         request = (
@@ -156,9 +191,9 @@ def decide(request: ApprovalRequest, user, decision: str, comment: str = "", *, 
 
 def _record_decision(request, user, decision: str, comment: str, http) -> None:
     """Add one decision under the caller's row lock; settle the request if it is decisive."""
-    why_not = may_decide(request, user)
-    if why_not:
-        raise DecisionRefused("decision", why_not)
+    refusal = _refusal(request, user)
+    if refusal:
+        raise refusal
     ApprovalDecision.objects.create(
         request=request, user=user, decision=decision, comment=comment
     )

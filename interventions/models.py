@@ -189,6 +189,12 @@ class ApprovalRequestQuerySet(models.QuerySet):
             .order_by("deadline", "created_at")
         )
 
+    def settled(self) -> ApprovalRequestQuerySet:
+        """Decided or expired requests, latest first: the inbox's record of outcomes. Sorted
+        without an index of its own: requests are decided by people, so a namespace holds
+        thousands of them, not millions."""
+        return self.exclude(state=ApprovalState.PENDING).order_by("-decided_at", "-created_at")
+
 
 class ApprovalRequest(models.Model):
     """An agent's request for a person's decision, opened by its `approval.requested` event.

@@ -8,7 +8,8 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from access.models import Agent, Membership, Namespace, Token
+from access.models import Agent, Membership, Namespace
+from access.tokens import issue_token
 
 
 class Command(BaseCommand):
@@ -34,7 +35,7 @@ class Command(BaseCommand):
         agent, _ = Agent.objects.get_or_create(
             namespace=namespace, name="demo-agent", defaults={"owner_user": admin}
         )
-        _, token = Token.issue(agent=agent, name="demo", created_by=admin)
+        _, token = issue_token(agent=agent, name="demo", created_by=admin)
         self.stdout.write(
             "\nFirst user (shown only now):\n"
             f"  user name: admin\n  password:  {password}\n"

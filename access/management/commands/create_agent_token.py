@@ -7,7 +7,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.core.validators import validate_slug
 from django.db import transaction
 
-from access.models import Agent, Namespace, Token
+from access.models import Agent, Namespace
+from access.tokens import issue_token
 
 
 class Command(BaseCommand):
@@ -31,7 +32,7 @@ class Command(BaseCommand):
         with transaction.atomic():
             ns, ns_created = Namespace.objects.get_or_create(slug=namespace)
             ag, ag_created = Agent.objects.get_or_create(namespace=ns, name=agent)
-            token, secret = Token.issue(agent=ag, name=name)
+            token, secret = issue_token(agent=ag, name=name)  # audited, actor: system
         if options["verbosity"] > 0:
             if ns_created:
                 self.stderr.write(f"created namespace {ns.slug}")

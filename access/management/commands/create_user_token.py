@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from access.models import Token
+from access.tokens import issue_token
 
 
 class Command(BaseCommand):
@@ -21,7 +21,7 @@ class Command(BaseCommand):
             owner = model.objects.get(**{model.USERNAME_FIELD: user})
         except model.DoesNotExist:
             raise CommandError(f"no user named {user!r}") from None
-        token, secret = Token.issue(user=owner, name=name)
+        token, secret = issue_token(user=owner, name=name)  # audited, actor: system
         if options["verbosity"] > 0:
             self.stderr.write(f"token {token.prefix} for user {owner}; it is shown only once:")
         self.stdout.write(secret)
