@@ -71,7 +71,7 @@ def open_from_event(run: Run, event) -> ApprovalRequest | None:
     Attributes read: request_id (required), action or tool, arguments, risk, approvals,
     on_behalf_of, summary, deadline (RFC 3339) or timeout_seconds. Anything unusable falls back
     to the safe side (medium risk, one approval, the default deadline)."""
-    attributes = event.attributes
+    attributes = _storable(event.attributes)
     request_id = str(attributes.get("request_id") or f"event-{event.event_id}")[:200]
     if ApprovalRequest.objects.filter(run=run, request_id=request_id).exists():
         return None
@@ -108,6 +108,19 @@ def open_from_event(run: Run, event) -> ApprovalRequest | None:
     return request
 
 
+def _storable(value):
+    """`value` with each NUL character replaced by U+FFFD. PostgreSQL's text and jsonb cannot
+    hold NUL, and a request that could not be stored would never reach an approver. (Ingest
+    refuses attributes nested deeper than orjson's limit, so the recursion is bounded.)"""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, list):
+        return [_storable(item) for item in value]
+    if isinstance(value, dict):
+        return {_storable(key): _storable(item) for key, item in value.items()}
+    return value
+
+
 def _deadline(attributes: dict) -> datetime:
     now = timezone.now()
     default = now + timedelta(seconds=settings.APPROVAL_DEFAULT_TIMEOUT_SECONDS)
@@ -120,7 +133,8 @@ def _deadline(attributes: dict) -> datetime:
             return default
     seconds = attributes.get("timeout_seconds")
     if isinstance(seconds, int | float) and not isinstance(seconds, bool) and seconds > 0:
-        return min(now + timedelta(seconds=seconds), longest)
+        # Cut before adding: a huge timeout would overflow the date and lose the request.
+        return now + timedelta(seconds=min(seconds, settings.APPROVAL_MAX_TIMEOUT_SECONDS))
     return default
 
 
@@ -274,7 +288,7 @@ def record_claim(run: Run, event) -> None:
     """An agent's approval.granted / approval.rejected / approval.expired event: its claim,
     checked against the decision. A claim without a matching decision is flagged."""
     claimed = event.type.split(".", 1)[1]  # granted, rejected, expired
-    request_id = str(event.attributes.get("request_id") or "")
+    request_id = _storable(str(event.attributes.get("request_id") or ""))
     request = (
         ApprovalRequest.objects.select_for_update()
         .filter(run=run, request_id=request_id)

@@ -153,13 +153,15 @@ class Command(models.Model):
         return bool(moved)
 
     def claim(self, lease_seconds: float) -> bool:
-        """Take this command for one delivery attempt: a queued one, or a dispatched one whose
-        previous claim lapsed. True if this worker holds it now."""
+        """Take this command for one delivery attempt: a queued one, or a dispatched one that
+        nobody holds (its claim lapsed, or it was never claimed). True if this worker holds it
+        now."""
         now = timezone.now()
         moved = (
             Command.objects.filter(pk=self.pk)
             .filter(
                 Q(state=CommandState.QUEUED)
+                | Q(state=CommandState.DISPATCHED, claimed_until__isnull=True)
                 | Q(state=CommandState.DISPATCHED, claimed_until__lt=now)
             )
             .update(

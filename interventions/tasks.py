@@ -60,10 +60,11 @@ def deliver_command(self, command_id: str) -> None:
         command.advance(CommandState.DELIVERED, last_error="")
     elif outcome.waiting:
         # Handed over; the agent picks it up. If it has not after a while, the sweeper
-        # dispatches again (a wake-up may have been lost).
+        # dispatches again (a wake-up may have been lost). The claim is held until then, so a
+        # repeated delivery message in between does not dispatch it a second time.
+        stuck_at = now + timedelta(seconds=settings.COMMAND_STUCK_AFTER_SECONDS)
         Command.objects.filter(pk=command.pk).update(
-            claimed_until=now,
-            next_attempt_at=now + timedelta(seconds=settings.COMMAND_STUCK_AFTER_SECONDS),
+            claimed_until=stuck_at, next_attempt_at=stuck_at
         )
     elif outcome.retry and command.attempts < settings.COMMAND_MAX_ATTEMPTS:
         delay = backoff_seconds(command.attempts)
@@ -100,7 +101,11 @@ def sweep() -> dict:
     stuck = list(
         Command.objects.undelivered()
         .filter(next_attempt_at__lte=now, deadline__gt=now)
-        .filter(Q(state=CommandState.QUEUED) | Q(claimed_until__lt=now))
+        .filter(
+            Q(state=CommandState.QUEUED)
+            | Q(claimed_until__isnull=True)
+            | Q(claimed_until__lt=now)
+        )
         .values_list("pk", "connector")[:1000]
     )
     for pk, connector_kind in stuck:
