@@ -63,6 +63,14 @@ def service_unavailable(marker: str, why: str):
     pytest.skip(f"needs {marker}: {why}")
 
 
+def pytest_configure(config):
+    # Personas are made with passwords in almost every test; the production hasher's deliberate
+    # slowness (about 0.4 s each here) would be most of the suite's set-up time.
+    from django.conf import settings
+
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 def pytest_runtest_setup(item):
     for marker in SERVICE_MARKERS:
         if item.get_closest_marker(marker) is None:
