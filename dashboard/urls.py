@@ -7,6 +7,7 @@ from dashboard import views
 
 urlpatterns = [
     path("", include("history.page_urls")),
+    path("", include("interventions.page_urls")),
     path("runs/<str:run_uuid>/", views.run_page, name="run"),
     path("agents/", views.agents_page, name="agents"),
     path("", include("access.urls")),

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count, Max, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from access.models import Agent, Namespace, Token
@@ -14,27 +17,43 @@ from history.access import get_run_for
 from history.models import Run
 from history.views import history_region, run_header, run_waterfall
 from history.vocabulary import RunStatus
+from interventions.timeline import marks_between
+from interventions.views import commands_region
 
 
 @login_required
 @require_GET
 def run_page(request: HttpRequest, run_uuid) -> HttpResponse:
-    """A run: header, timeline, history, live tail and durability panel. Interventions will add
-    their controls and records here, so `history` never needs to know about them."""
+    """A run: header, commands, timeline, history, live tail and durability panel. The
+    interventions app's controls and records are composed in here, and its commands and
+    approval requests merged onto the timeline by time, so `history` never knows of them."""
     run = get_run_for(request.user, run_uuid)
     history = history_region(request, run)
+    # The page serves its history region alone too (STYLE 5), for htmx requests aimed at it.
+    if request.htmx and request.htmx.target == "history":
+        return render(request, "history/run_parts.html#history", history)
     context = {
         **history,
         **run_header(run),
-        **run_waterfall(run, history),
+        **commands_region(request, run),
+        **run_waterfall(run, history, marks=marks_between(run, *_page_span(run, history))),
         "tail_seq": run.received_seq,
         # A closed run with gaps stays live: a late event may still fill them.
         "is_open": not run.is_closed or run.has_gaps,
     }
-    # The page serves its history region alone too (STYLE 5), for htmx requests aimed at it.
-    if request.htmx and request.htmx.target == "history":
-        return render(request, "history/run_parts.html#history", context)
     return render(request, "dashboard/run.html", context)
+
+
+def _page_span(run: Run, history: dict) -> tuple[datetime, datetime]:
+    """The time the history page shown covers: from the run's start (or the page's first
+    event) to now (or, with more pages after it, its last event). Records outside it are left
+    off its timeline: they would squeeze its bars into a sliver."""
+    times = [event.time for event in history["events"]]
+    if not times:
+        return run.started_at, timezone.now()
+    start = min([*times, run.started_at]) if history["is_first_page"] else min(times)
+    end = max(times) if history["next_url"] else timezone.now()
+    return start, end
 
 
 @login_required

@@ -29,8 +29,10 @@ IMG = '"><img src=x onerror=alert(1)>'
 # events, and (compact view only) the outcomes of its activities beyond the page. They must not
 # grow with the length of the history.
 # Session, user, the viewer's namespace ids, the run, the page of events (and, compact, the
-# outcomes beyond the page), the raw-payload permission.
-RUN_PAGE_QUERIES = {"compact": 7, "full": 6, "json": 6}
+# outcomes beyond the page), the raw-payload permission; then the interventions region: the
+# operate permission, the latest commands, the pending approval requests, and the commands and
+# approval requests marked on the page's timeline.
+RUN_PAGE_QUERIES = {"compact": 12, "full": 11, "json": 11}
 
 
 def rich_history(workflow_id: str = "wf-rich", run_id: str = "r1", *, closed=True) -> list:
