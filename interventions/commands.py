@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_REASON_CHARS = 2000
+MAX_SIGNAL_NAME_CHARS = 200
 
 
 class CommandRefused(Exception):
@@ -111,9 +112,26 @@ def request_command(
     payload = {} if payload is None else payload
     if not isinstance(payload, dict):
         raise CommandRefused("payload", "must be a JSON object")
-    if len(orjson.dumps(payload)) > MAX_PAYLOAD_BYTES:
+    try:
+        encoded = orjson.dumps(payload)
+    except (TypeError, orjson.JSONEncodeError):
+        raise CommandRefused(
+            "payload", "must hold only JSON values (integers within 64 bits)"
+        ) from None
+    if len(encoded) > MAX_PAYLOAD_BYTES:
         raise CommandRefused("payload", f"must be at most {MAX_PAYLOAD_BYTES} bytes as JSON")
+    # PostgreSQL's text and jsonb cannot hold U+0000; refuse it rather than fail on save.
+    if "\x00" in reason:
+        raise CommandRefused("reason", "must not contain the NUL character (U+0000)")
+    if b"\\u0000" in encoded and _holds_nul(payload):
+        raise CommandRefused("payload", "must not contain the NUL character (U+0000)")
     signal_name = (signal_name or "").strip()
+    if len(signal_name) > MAX_SIGNAL_NAME_CHARS:
+        raise CommandRefused(
+            "signal_name", f"must be at most {MAX_SIGNAL_NAME_CHARS} characters"
+        )
+    if "\x00" in signal_name:
+        raise CommandRefused("signal_name", "must not contain the NUL character (U+0000)")
     if kind == CommandKind.SIGNAL and not signal_name:
         raise CommandRefused("signal_name", "a signal needs a name")
     if kind != CommandKind.SIGNAL and signal_name:
@@ -159,6 +177,22 @@ def request_command(
                    "signal_name": signal_name or None},
         )
     return command, True
+
+
+def _holds_nul(value) -> bool:
+    """Whether any key or string in a JSON value contains U+0000 (iterative: no depth limit)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def create_command(

@@ -175,6 +175,14 @@ BAD_INPUT = {
     "terminate with a blank reason": ({"kind": "terminate", "reason": "  \n"}, "reason"),
     "reason too long": ({"kind": "pause", "reason": "x" * 2001}, "reason"),
     "command_id not a uuid": ({"kind": "pause", "command_id": "click-1"}, "command_id"),
+    "signal name too long": ({"kind": "signal", "signal_name": "s" * 201}, "signal_name"),
+    "NUL in the payload": ({"kind": "signal", "signal_name": "s", "payload": {"a": "x\u0000"}},
+                           "payload"),
+    "NUL in a payload key": ({"kind": "signal", "signal_name": "s",
+                              "payload": {"k\u0000": 1}}, "payload"),
+    "NUL in the reason": ({"kind": "pause", "reason": "a\u0000b"}, "reason"),
+    "an integer beyond 64 bits": ({"kind": "signal", "signal_name": "s",
+                                   "payload": {"n": 2**70}}, "payload"),
 }
 
 
