@@ -32,7 +32,8 @@ What one invocation does:
    SECRET_KEY, ALLOWED_HOSTS=testserver,localhost, SECURE_SSL_REDIRECT=0. Each case is warmed
    up (3 requests) and its queries captured once with CaptureQueriesContext; then --repeat
    rounds go over ALL cases in turn, each running per case: the request (time.perf_counter
-   from request to response, and the process CPU time it used); the case's main query (the
+   from request to response, the process CPU time it used, and the time spent inside its own
+   queries, added up by a `connection.execute_wrapper`); the case's main query (the
    query that fetches the rows shown: the run list's keyset page, the history page) executed
    as captured on a separate psycopg connection, rows fetched; and every captured SELECT in
    turn ("all SQL": what the database costs the view in total). Interleaving keeps the
@@ -46,16 +47,21 @@ What one invocation does:
    one found nowhere; and, for information, the detail of an early and of a late event of
    that run, the live tail and the durability panel (which the run page loads right after
    its first screen).
-4. Report: a table (server p50/p95, main SQL p50/p95, their ratios, all-SQL p50, the number
-   of queries, the process CPU time, and which target each case misses), the EXPLAIN
+4. Report: a table (server p50/p95, main SQL p50/p95, their ratios, all-SQL p50, the view's
+   own SQL p50 and the server time without it, the number of queries, the process CPU time,
+   and which target each case misses), the EXPLAIN
    (ANALYZE, BUFFERS) of the main query and of the slowest query of each case that misses the
    p95 target (--no-plans to skip; --all-plans for the cases that miss only the ratio, whose
    SQL takes a few ms), and as the LAST line one JSON object:
    {"cases": {name: {"p50_ms", "p95_ms", "sql_p50_ms", "sql_p95_ms", "ratio_p50",
-   "ratio_p95", "all_sql_p50_ms", "cpu_p50_ms", "queries"}}, "run_page_flatness": {"1000": p50,
+   "ratio_p95", "all_sql_p50_ms", "cpu_p50_ms", "view_sql_p50_ms", "view_sql_p95_ms",
+   "non_sql_p50_ms", "non_sql_p95_ms", "queries"}}, "run_page_flatness": {"1000": p50,
    "5000": p50, "20000": p50, "51200": p50, "ratio_51200_to_1000": x}, "runs": N,
    "seed_seconds": s, "seed": {phases, rates, workers, reused}, "repeat": R, "loadavg": {...}}.
    ratio_p50 = server p50 / main SQL p50, ratio_p95 = server p95 / main SQL p95.
+   view_sql_* = the time the request itself spent in its queries (sent, run, result
+   received), the second baseline; non_sql_* = server time minus that, per request (Python:
+   middleware, session, auth, the view, the ORM building objects, templates).
 
 Targets: every p95 <= 150 ms and ratio_p95 <= 5; the run page flat within 20% from 1,000 to
 51,200 events (ratio_51200_to_1000 <= 1.20).
@@ -63,7 +69,9 @@ Targets: every p95 <= 150 ms and ratio_p95 <= 5; the run page flat within 20% fr
 Reading the figures: `cpu` is the CPU time this process spent per request (Django, templates,
 the psycopg client side), `allSQL` what the database needs for all of the view's queries run
 alone; server time minus both is waiting (for a CPU on a busy machine, for the network round
-trips). The load average is printed before and after: above the number of CPUs, absolute
+trips). `vSQL` is measured inside the request, so it includes round trips and waiting for the
+database under load; `-SQL` (server time minus vSQL) is what the request costs outside the
+database. The load average is printed before and after: above the number of CPUs, absolute
 times are inflated, so compare medians of a few invocations; the ratios and the flatness are
 measured in the same rounds and suffer less.
 
@@ -350,6 +358,8 @@ class Case:
     informational: bool = False
     samples: list[float] = field(default_factory=list)
     cpu_samples: list[float] = field(default_factory=list)
+    view_sql_samples: list[float] = field(default_factory=list)  # inside the request
+    non_sql_samples: list[float] = field(default_factory=list)  # the request minus that
     sql_samples: list[float] = field(default_factory=list)
     all_sql_samples: list[float] = field(default_factory=list)
     queries: list[str] = field(default_factory=list)
@@ -442,14 +452,38 @@ def execute(raw: psycopg.Connection, query: str) -> tuple[float, int]:
     return (time.perf_counter() - began) * 1000, len(rows)
 
 
+class SqlTimer:
+    """A database execute wrapper adding up the time the request spends in `execute`: the
+    query sent, run, and its result received (psycopg reads a whole result in `execute`;
+    turning rows into objects comes later and is not counted). Rows fetched from a
+    server-side cursor (`QuerySet.iterator()`) after its DECLARE are not counted either."""
+
+    def __init__(self):
+        self.ms = 0.0
+
+    def __call__(self, execute, sql, params, many, context):
+        began = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            self.ms += (time.perf_counter() - began) * 1000
+
+
 def request(case: Case, client) -> float:
-    """One GET of the case through the test client: milliseconds from request to response."""
+    """One GET of the case through the test client: milliseconds from request to response;
+    records the process CPU time it used and the time its own queries took."""
+    from django.db import connection
+
     headers = {"HX-Request": "true"} if case.htmx else {}
+    timer = SqlTimer()
     cpu = time.process_time()
     began = time.perf_counter()
-    response = client.get(case.path, headers=headers)
+    with connection.execute_wrapper(timer):
+        response = client.get(case.path, headers=headers)
     elapsed = (time.perf_counter() - began) * 1000
     case.cpu_samples.append((time.process_time() - cpu) * 1000)
+    case.view_sql_samples.append(timer.ms)
+    case.non_sql_samples.append(elapsed - timer.ms)
     if response.status_code not in (200, 204, 286):
         raise BenchFailure(f"{case.name}: GET {case.path} answered {response.status_code}")
     return elapsed
@@ -473,6 +507,8 @@ def prepare(case: Case, client, raw: psycopg.Connection) -> None:
     for _ in range(WARMUP):
         execute(raw, case.main_query)
     case.cpu_samples.clear()
+    case.view_sql_samples.clear()
+    case.non_sql_samples.clear()
     case.per_query = [[] for _ in case.queries]
 
 
@@ -501,6 +537,10 @@ def summarise(case: Case) -> dict:
         "ratio_p95": round(p95 / s95, 1) if s95 else None,
         "all_sql_p50_ms": round(statistics.median(case.all_sql_samples), 2),
         "cpu_p50_ms": round(statistics.median(case.cpu_samples), 2),
+        "view_sql_p50_ms": round(statistics.median(case.view_sql_samples), 2),
+        "view_sql_p95_ms": round(percentile(case.view_sql_samples, 95), 2),
+        "non_sql_p50_ms": round(statistics.median(case.non_sql_samples), 2),
+        "non_sql_p95_ms": round(percentile(case.non_sql_samples, 95), 2),
         "queries": len(case.queries),
     }
 
@@ -628,7 +668,8 @@ def main(argv: list[str] | None = None) -> int:
             s = summaries[case.name]
             log(f"  {case.name:<28} p50 {s['p50_ms']:7.1f}  p95 {s['p95_ms']:7.1f}  "
                 f"sql p50 {s['sql_p50_ms']:7.2f}  all sql {s['all_sql_p50_ms']:7.1f}  "
-                f"cpu {s['cpu_p50_ms']:6.1f}  ({case.rows} rows, {s['queries']} queries)")
+                f"view sql {s['view_sql_p50_ms']:6.1f}  cpu {s['cpu_p50_ms']:6.1f}  "
+                f"({case.rows} rows, {s['queries']} queries)")
         if not args.no_plans:
             print_plans(cases, summaries, raw, args.all_plans)
     print_table(cases, summaries)
@@ -674,7 +715,8 @@ def print_plans(cases: list[Case], summaries: dict, raw: psycopg.Connection,
         other_sql = s["all_sql_p50_ms"] - s["sql_p50_ms"]
         log(f"    p50 {s['p50_ms']} ms: main query {s['sql_p50_ms']} ms, the {s['queries'] - 1} "
             f"other queries {other_sql:.1f} ms, CPU in Django and psycopg {s['cpu_p50_ms']} ms, "
-            "the rest waiting (for a CPU, round trips)")
+            "the rest waiting (for a CPU, round trips); inside the request its queries took "
+            f"{s['view_sql_p50_ms']} ms and everything else {s['non_sql_p50_ms']} ms")
         if s["p95_ms"] <= P95_TARGET_MS and other_sql < s["cpu_p50_ms"] and not everything:
             log("    the SQL is fast: the overhead is Python (--all-plans for the plans)")
             continue
@@ -698,7 +740,8 @@ def print_plans(cases: list[Case], summaries: dict, raw: psycopg.Connection,
 
 def print_table(cases: list[Case], summaries: dict) -> None:
     header = (f"{'case':<28} {'p50':>7} {'p95':>7} {'sql p50':>8} {'sql p95':>8} "
-              f"{'x p50':>6} {'x p95':>6} {'allSQL':>7} {'cpu':>6} {'q':>3}  misses")
+              f"{'x p50':>6} {'x p95':>6} {'allSQL':>7} {'vSQL':>6} {'-SQL':>6} {'cpu':>6} "
+              f"{'q':>3}  misses")
     log("\n" + header)
     log("-" * len(header))
     for case in cases:
@@ -709,10 +752,13 @@ def print_table(cases: list[Case], summaries: dict) -> None:
             note += " (info)"
         log(f"{case.name:<28} {s['p50_ms']:7.1f} {s['p95_ms']:7.1f} {s['sql_p50_ms']:8.2f} "
             f"{s['sql_p95_ms']:8.2f} {s['ratio_p50'] or 0:6.1f} {s['ratio_p95'] or 0:6.1f} "
-            f"{s['all_sql_p50_ms']:7.1f} {s['cpu_p50_ms']:6.1f} {s['queries']:>3}  {note}")
+            f"{s['all_sql_p50_ms']:7.1f} {s['view_sql_p50_ms']:6.1f} {s['non_sql_p50_ms']:6.1f} "
+            f"{s['cpu_p50_ms']:6.1f} {s['queries']:>3}  {note}")
     log("ms; sql = the main query alone on a psycopg connection; x = server / sql; allSQL = "
-        "every captured SELECT run alone (p50 of the sums); cpu = this process's CPU time per "
-        "request (Django + psycopg client side), p50; q = SELECTs per request")
+        "every captured SELECT run alone (p50 of the sums); vSQL = time in the view's own "
+        "queries during the request, p50; -SQL = server time minus that, per request, p50; "
+        "cpu = this process's CPU time per request (Django + psycopg client side), p50; "
+        "q = SELECTs per request")
 
 
 if __name__ == "__main__":

@@ -16,9 +16,10 @@ from datetime import UTC, datetime
 
 import orjson
 from django.db import connection
-from django.db.models import F, Q, QuerySet, TextField
+from django.db.models import CharField, F, Func, Q, QuerySet, TextField
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast, Substr
+from django.db.models.lookups import IContains
 from django.http import QueryDict
 
 from access.models import Agent, Namespace
@@ -27,6 +28,13 @@ from history.wire import InvalidEvent, parse_time
 
 SORTS = ("started", "closed")
 MAX_QUERY_LENGTH = 255
+
+
+class IdTail(Func):
+    """A text without its first character: the expression migration 0007 indexes."""
+
+    template = "SUBSTRING(%(expressions)s, 2)"
+    output_field = CharField()
 
 
 class FilterError(ValueError):
@@ -146,10 +154,7 @@ class RunFilter:
                 prefix = Substr("workflow_id", 1, len(self.workflow_id_prefix))
                 runs = runs.alias(id_prefix=prefix).filter(id_prefix=self.workflow_id_prefix)
         if self.q:
-            match = Q(workflow_id__icontains=self.q) | Q(run_id__icontains=self.q)
-            with contextlib.suppress(ValueError):
-                match |= Q(uuid=uuid.UUID(self.q))
-            runs = runs.filter(match)
+            runs = runs.filter(self._id_match())
         if include_status and self.statuses:
             runs = runs.filter(status__in=self.statuses)
         if self.started_after is not None:
@@ -167,6 +172,24 @@ class RunFilter:
             text = Cast(KeyTextTransform(key, "labels"), output_field=TextField())
             runs = runs.alias(**{alias: text}).filter(**{alias: value})
         return runs
+
+    def _id_match(self) -> Q:
+        """Runs whose workflow id or run id contains `q` (case-insensitive), or whose UUID it
+        is."""
+        if connection.vendor == "postgresql":
+            # The same match as workflow_id__icontains, split so that PostgreSQL can take
+            # each half from an index of migration 0007: the id starts with q (a btree range)
+            # or the id without its first character contains q (trigrams). Text typed from
+            # the start of an id begins with words every id shares, whose trigrams make the
+            # index of the whole id read a posting list of every run (40 ms at 1M runs).
+            tail = IContains(IdTail("workflow_id"), self.q)
+            workflow = Q(workflow_id__istartswith=self.q) | Q(tail)
+        else:
+            workflow = Q(workflow_id__icontains=self.q)
+        match = workflow | Q(run_id__icontains=self.q)
+        with contextlib.suppress(ValueError):
+            match |= Q(uuid=uuid.UUID(self.q))
+        return match
 
     # --- keyset pages ------------------------------------------------------------------
 

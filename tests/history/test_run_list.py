@@ -99,6 +99,16 @@ def test_it_links_each_run_to_its_page(as_bob, fleet):
     assert f'href="/runs/{fleet["order-1"].uuid}/"'.encode() in response.content
 
 
+def test_each_row_shows_when_its_run_started_and_closed(as_bob, fleet):
+    text = as_bob.get("/").content.decode()
+
+    started, closed = fleet["order-1"].started_at, fleet["order-1"].closed_at
+    assert f'<time datetime="{started.isoformat()}">{started:%Y-%m-%d %H:%M:%S}</time>' in text
+    assert f'<time datetime="{closed.isoformat()}">{closed:%Y-%m-%d %H:%M:%S}</time>' in text
+    open_row = text.split(">refund-1</a>", 1)[1].split("</tr>", 1)[0]
+    assert open_row.count("<time ") == 1 and "<td>—</td>" in open_row
+
+
 def test_it_shows_an_empty_list_for_a_user_with_no_runs(as_bob):
     response = as_bob.get("/")
 
@@ -260,6 +270,72 @@ def test_it_finds_a_run_by_its_exact_uuid(as_bob, fleet):
 
 def test_it_finds_a_run_by_its_uuid_in_capitals(as_bob, fleet):
     assert listed(as_bob.get("/", {"q": str(fleet["refund-1"].uuid).upper()})) == ["refund-1"]
+
+
+def _ids(ingest, token, *workflow_ids: str) -> None:
+    for number, workflow_id in enumerate(workflow_ids):
+        assert ingest(token, started(workflow_id, 600 + number)).status_code == 200
+
+
+@pytest.mark.parametrize("q", ["ORDER-", "order-", "Order-2", "order-2"])
+def test_a_search_from_the_start_of_an_id_ignores_case(as_bob, fleet, q):
+    expected = ["order-2"] if q.endswith("2") else ["order-2", "order-1"]
+
+    assert listed(as_bob.get("/", {"q": q})) == expected
+
+
+@pytest.mark.parametrize(("q", "expected"), [
+    ("Batch-7-00", ["batch-7-0012", "batch-7-0011"]),  # the start of the ids
+    ("ATCH-7-001", ["batch-7-0012", "batch-7-0011"]),  # from their second character
+    ("7-0012", ["batch-7-0012"]),  # in the middle
+    ("-0011", ["batch-7-0011"]),
+    ("BATCH-7-0012", ["batch-7-0012"]),  # the whole id
+    ("batch-7-00123", []),  # longer than any id
+    ("b", ["batch-7-0012", "batch-7-0011"]),  # one character, at the start only
+    ("2", ["batch-7-0012", "order-2"]),  # one character, at the end only
+])
+def test_a_search_finds_the_text_wherever_it_starts_in_the_id(
+    ingest, as_bob, agent_token, fleet, q, expected
+):
+    _ids(ingest, agent_token, "batch-7-0011", "batch-7-0012")
+
+    assert listed(as_bob.get("/", {"q": q})) == expected
+
+
+@pytest.mark.parametrize(("q", "expected"), [
+    ("50%", ["50%-off"]),  # not "50 any characters"
+    ("%-off", ["50%-off"]),
+    ("%", ["50%-off"]),
+    ("a_b", ["a_b"]),  # not "a, any character, b"
+    ("_b", ["a_b"]),
+    ("_", ["a_b"]),
+    ("c\\d", ["c\\d"]),  # a backslash is a character, not an escape
+    ("\\", ["c\\xd", "c\\d"]),
+    ("\\d", ["c\\d"]),
+])
+def test_a_search_takes_like_wildcards_and_backslashes_literally(
+    ingest, as_bob, agent_token, q, expected
+):
+    _ids(ingest, agent_token, "50%-off", "50x-off", "5000-off", "a_b", "axb", "c\\d", "cd", "c\\xd")
+
+    assert listed(as_bob.get("/", {"q": q})) == expected
+
+
+def test_a_search_typed_from_the_start_still_matches_run_ids_and_uuids(
+    ingest, as_bob, agent_token, fleet
+):
+    assert ingest(agent_token, started("other", 600, run_id="Order-run")).status_code == 200
+
+    assert listed(as_bob.get("/", {"q": "order-r"})) == ["other"]
+    assert listed(as_bob.get("/", {"q": str(fleet["order-1"].uuid)})) == ["order-1"]
+
+
+def test_the_counts_follow_an_id_search(as_bob, fleet):
+    counts = dict(as_bob.get("/", {"q": "ORDER"}).context["counts"])
+
+    assert counts["completed"] == 1
+    assert counts["failed"] == 1
+    assert counts["running"] == 0
 
 
 def test_filters_combine(as_bob, fleet):
