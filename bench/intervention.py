@@ -112,6 +112,12 @@ def process_cpu_seconds(root_pids: list[int]) -> float:
     return total
 
 
+def own_cpu_seconds() -> float:
+    """CPU seconds used by this process alone (its children are the servers)."""
+    times = os.times()
+    return times.user + times.system
+
+
 def machine_busy_seconds() -> float:
     """CPU seconds the whole machine has spent busy (all cores), from /proc/stat."""
     fields = [int(value) for value in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
@@ -499,8 +505,10 @@ def run(args, db: ScratchDatabase, work: Path) -> dict:
 
         agents.start_waiting()
         operator = PageClient(server.port, {"Authorization": f"Bearer {operator_token}"})
-        ours = [server.pid, worker.pid, redis.pid, os.getpid()]
-        busy_before, ours_before = machine_busy_seconds(), process_cpu_seconds(ours)
+        ours = {"uvicorn": [server.pid], "worker": [worker.pid], "redis": [redis.pid]}
+        cpu_before = {name: process_cpu_seconds(pids) for name, pids in ours.items()}
+        cpu_before["client"] = own_cpu_seconds()
+        busy_before = machine_busy_seconds()
         started = time.perf_counter()
         ids = send_commands(operator, population, args.commands)
         sent = time.perf_counter() - started
@@ -508,9 +516,13 @@ def run(args, db: ScratchDatabase, work: Path) -> dict:
                    what=f"all {len(ids)} commands to be acknowledged")
         capacity = (time.perf_counter() - started) * (os.cpu_count() or 1)
         busy = (machine_busy_seconds() - busy_before) / capacity
-        own = (process_cpu_seconds(ours) - ours_before) / capacity
+        cpu = {name: process_cpu_seconds(pids) - cpu_before[name] for name, pids in ours.items()}
+        cpu["client"] = own_cpu_seconds() - cpu_before["client"]
+        own = sum(cpu.values()) / capacity
         log(f"{len(ids)} commands sent in {sent:.1f} s ({len(ids) / sent:.0f}/s), all "
             f"acknowledged; load average {loadavg()}")
+        log("  CPU per command: " + ", ".join(
+            f"{name} {seconds / len(ids) * 1000:.1f} ms" for name, seconds in cpu.items()))
         log(f"  the machine was {busy:.0%} busy: uvicorn, the worker, Redis and this client "
             f"{own:.0%}, PostgreSQL and other processes {busy - own:.0%}")
         if busy > 0.9:

@@ -57,11 +57,14 @@ def hand_out(agent_id: int) -> list[dict]:
     now = timezone.now()
     messages = []
     with transaction.atomic():
-        # Row locks, skipping rows another poll is handing out this instant: two concurrent
-        # polls of one agent never both hand out the same command in the same moment.
+        # Row locks: of two concurrent polls of one agent, the second waits for the first and
+        # then finds the command delivered (PostgreSQL re-checks the WHERE clause on the locked
+        # row), so it is handed out once. Not SKIP LOCKED: the worker publishes the wake-up
+        # while still writing the row, and a poll woken by it would skip the row and wait on
+        # with the command never handed out.
         ready = list(
             Command.objects.awaiting_pickup_by(agent_id, now)
-            .select_for_update(skip_locked=True, of=("self",))
+            .select_for_update(of=("self",))
             .select_related("run", "requested_by")
             .order_by("created_at")[:MAX_BATCH]
         )
