@@ -243,6 +243,10 @@ SPECTACULAR_SETTINGS = {
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     "ENUM_NAME_OVERRIDES": {
         "RunStatusEnum": "history.vocabulary.RunStatus",
+        "RiskEnum": "interventions.vocabulary.Risk",
+        "CommandStateEnum": "interventions.vocabulary.CommandState",
+        "ApprovalStateEnum": "interventions.vocabulary.ApprovalState",
+        "ConnectorKindEnum": "interventions.vocabulary.ConnectorKind",
         "IngestResultEnum": ["stored", "duplicate", "conflict", "invalid"],
     },
 }
