@@ -10,9 +10,11 @@ by a command returns well before its wait would have ended: that is the wake-up 
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
 import pytest
 from django.conf import settings
@@ -119,13 +121,28 @@ def test_a_pause_wakes_the_waiting_long_poll_and_the_run_page_shows_it_applied(
         what="the long-poll to subscribe to its agent's wake-ups",
     )
     _, operator_token = Token.issue(user=alice)
+    # The operator's click: the run page's form, submitted as the browser would (session
+    # cookie, CSRF token and the form's command id), to the server under test.
+    browser = Client()
+    browser.force_login(alice)
+    cookie_name = settings.SESSION_COOKIE_NAME
+    session = f"{cookie_name}={browser.cookies[cookie_name].value}"
+    status, headers, page = request(base, "GET", f"/runs/{run.uuid}/",
+                                    headers={"Cookie": session})
+    assert status == 200
+    csrf_cookie = re.search(r"csrftoken=([^;]+)", headers.get("set-cookie", "")).group(1)
+    form_token = re.search(rb'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+    command_id = re.search(rb'name="command_id" value="([^"]+)"', page).group(1).decode()
     status, _, body = request(
-        base, "POST", f"/api/v1/runs/{run.uuid}/commands",
-        headers={"Authorization": f"Bearer {operator_token}"},
-        body={"kind": "pause", "reason": "check the refund before it goes out"},
+        base, "POST", f"/runs/{run.uuid}/commands/",
+        headers={"Cookie": f"{session}; csrftoken={csrf_cookie}",
+                 "Content-Type": "application/x-www-form-urlencoded",
+                 "Referer": f"{base}/runs/{run.uuid}/"},
+        body=urlencode({"csrfmiddlewaretoken": form_token.decode(), "command_id": command_id,
+                        "kind": "pause", "reason": "check the refund before it goes out"}
+                       ).encode(),
     )
-    assert status == 201, body
-    command_id = json.loads(body)["id"]
+    assert status == 302, body
 
     polled = poll.outcome()
     assert polled.status == 200, polled.body
@@ -148,11 +165,7 @@ def test_a_pause_wakes_the_waiting_long_poll_and_the_run_page_shows_it_applied(
     ]})
     assert status == 200, body
 
-    browser = Client()
-    browser.force_login(alice)
-    session = browser.cookies[settings.SESSION_COOKIE_NAME].value
-    status, _, page = request(base, "GET", f"/runs/{run.uuid}/",
-                              headers={"Cookie": f"{settings.SESSION_COOKIE_NAME}={session}"})
+    status, _, page = request(base, "GET", f"/runs/{run.uuid}/", headers={"Cookie": session})
     assert status == 200
     assert b'class="status status-paused"' in page
     assert b"command.applied" in page
