@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Command delivery latency through the pull channel, and the dashboard with agents waiting.
 
-    .venv/bin/python bench/intervention.py [--agents 50] [--commands 200] [--page-requests 60]
-                                           [--rounds 3] [--database-url URL] [--keep]
+    .venv/bin/python bench/intervention.py [--agents 50] [--commands 200] [--rate 4]
+                                           [--burst 200] [--page-requests 60] [--rounds 3]
+                                           [--database-url URL] [--keep]
 
 What one run does (see bench/README.md for how to read the figures):
 
@@ -17,10 +18,11 @@ What one run does (see bench/README.md for how to read the figures):
    waiting and with every agent holding a long-poll (`GET /api/v1/agent/commands?wait=60`),
    alternating --rounds times between the two so that drift on a shared machine hits both.
 4. With every agent long-polling, sends --commands commands through the API
-   (`POST /api/v1/runs/<uuid>/commands`, kind signal, one after the other from one client,
-   round-robin over the runs). Each agent acknowledges a command as soon as its long-poll
+   (`POST /api/v1/runs/<uuid>/commands`, kind signal, from one client, round-robin over the
+   runs) at --rate per second; each agent acknowledges a command as soon as its long-poll
    returns it, then polls again. Times, per command, from its `created_at` (the server's clock;
    same machine) to the long-poll response read by the agent, and to the ack response read.
+   Then --burst more, back to back: what one uvicorn process sustains, and the latency then.
 5. Checks that every command was handed out exactly once and is applied in the database.
 6. Prints a summary and, as its last line, one JSON object with the figures.
 """
@@ -109,6 +111,30 @@ def process_cpu_seconds(root_pids: list[int]) -> float:
         seen.add(pid)
         total += (int(stats[pid][11]) + int(stats[pid][12])) / os.sysconf("SC_CLK_TCK")
         pending += children.get(pid, [])
+    return total
+
+
+def postgres_cpu_seconds() -> float:
+    """CPU seconds of the local PostgreSQL server: the postmaster, its live children, and (in
+    the postmaster's cutime/cstime) the children that exited, such as a request's backend."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[str, list[str]]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                text = (entry / "stat").read_text()
+            except OSError:
+                continue
+            name = text[text.index("(") + 1:text.rindex(")")]
+            stats[int(entry.name)] = (name, text.rsplit(")", 1)[1].split())
+    total = 0.0
+    for name, fields in stats.values():
+        if name != "postgres":
+            continue
+        parent = stats.get(int(fields[1]), ("", []))[0]
+        total += (int(fields[11]) + int(fields[12])) / ticks
+        if parent != "postgres":  # the postmaster: add its exited children
+            total += (int(fields[13]) + int(fields[14])) / ticks
     return total
 
 
@@ -447,9 +473,15 @@ def measure_pages(page: PageClient, path: str, agents: Agents, db: ScratchDataba
     return idle, waiting, most
 
 
-def send_commands(operator: PageClient, agents: list[Agent], count: int) -> list[str]:
+def send_commands(operator: PageClient, agents: list[Agent], count: int,
+                  rate: float) -> list[str]:
+    """`count` commands, round-robin over the agents' runs, `rate` per second (0: back to
+    back, as fast as the server answers)."""
     ids = []
+    started = time.perf_counter()
     for number in range(count):
+        if rate:
+            time.sleep(max(0.0, started + number / rate - time.perf_counter()))
         agent = agents[number % len(agents)]
         status, body = operator.request(
             "POST", f"/api/v1/runs/{agent.run_uuid}/commands",
@@ -464,6 +496,105 @@ def send_commands(operator: PageClient, agents: list[Agent], count: int) -> list
 def summarise(name: str, values_ms: list[float]) -> str:
     return (f"{name}: p50 {percentile(values_ms, 50):.1f} ms, p95 {percentile(values_ms, 95):.1f}"
             f" ms, max {max(values_ms):.1f} ms (n={len(values_ms)})")
+
+
+@dataclass
+class Phase:
+    """One batch of commands and what came of it."""
+
+    commands: int
+    sent_seconds: float
+    returned_ms: list[float]
+    acked_ms: list[float]
+    finished_ms: list[float]
+    busy: float  # share of the machine's CPU, all processes
+    ours: float  # share used by uvicorn, the worker, Redis and this client
+    others: float  # share used by processes other than these and PostgreSQL
+
+    def figures(self, prefix: str = "") -> dict:
+        return {
+            f"{prefix}commands": self.commands,
+            f"{prefix}rate_per_s": round(self.commands / self.sent_seconds, 1),
+            **{f"{prefix}created_to_{name}_p{pct}_ms": round(percentile(values, pct), 1)
+               for name, values in (("returned", self.returned_ms), ("acked", self.acked_ms),
+                                    ("finished", self.finished_ms))
+               for pct in (50, 95)},
+            f"{prefix}machine_busy": round(self.busy, 2),
+            f"{prefix}machine_busy_ours": round(self.ours, 2),
+            f"{prefix}machine_busy_others": round(self.others, 2),
+        }
+
+
+def command_phase(name: str, agents: Agents, population: list[Agent], operator: PageClient,
+                  count: int, rate: float, processes: dict[str, list[int]]) -> Phase:
+    """Send `count` commands at `rate` while every agent waits; check and time them."""
+    from interventions.models import Command
+
+    agents.start_waiting()
+    cpu_before = {label: process_cpu_seconds(pids) for label, pids in processes.items()}
+    cpu_before["client"] = own_cpu_seconds()
+    busy_before, postgres_before = machine_busy_seconds(), postgres_cpu_seconds()
+    started = time.perf_counter()
+    ids = send_commands(operator, population, count, rate)
+    sent = time.perf_counter() - started
+    wait_until(lambda: len(agents.deliveries.acked) >= len(ids), timeout=120, interval=0.1,
+               what=f"all {len(ids)} commands to be acknowledged")
+    capacity = (time.perf_counter() - started) * (os.cpu_count() or 1)
+    busy = (machine_busy_seconds() - busy_before) / capacity
+    cpu = {label: process_cpu_seconds(pids) - cpu_before[label]
+           for label, pids in processes.items()}
+    cpu["client"] = own_cpu_seconds() - cpu_before["client"]
+    own = sum(cpu.values()) / capacity
+    postgres = (postgres_cpu_seconds() - postgres_before) / capacity
+    others = max(0.0, busy - own - postgres)
+    agents.stop_waiting()
+    deliveries, agents.deliveries = agents.deliveries, Deliveries()
+
+    log(f"{name}: {len(ids)} commands sent in {sent:.1f} s ({len(ids) / sent:.1f}/s), all "
+        f"acknowledged; load average {loadavg()}")
+    log("  CPU per command: " + ", ".join(
+        f"{label} {seconds / len(ids) * 1000:.1f} ms" for label, seconds in cpu.items()))
+    log(f"  the machine was {busy:.0%} busy: uvicorn, the worker, Redis and this client "
+        f"{own:.0%}, PostgreSQL {postgres:.0%} (for every database on it), other processes "
+        f"{others:.0%}")
+    if others > 0.15:
+        log("  WARNING: other processes kept the machine busy: latencies include waiting for "
+            "a CPU; compare with a run on a quiet machine")
+    if deliveries.errors:
+        raise BenchFailure("agent errors: " + "; ".join(deliveries.errors[:5]))
+    if set(deliveries.returned) != set(ids) or deliveries.repeats:
+        raise BenchFailure(f"handed out {len(deliveries.returned)} distinct commands with "
+                           f"{deliveries.repeats} repeats; expected {len(ids)} exactly once")
+    rows = list(Command.objects.filter(pk__in=ids).values_list(
+        "state", "created_at", "dispatched_at", "delivered_at", "finished_at", "attempts", "pk"))
+    if any(row[0] != "applied" for row in rows) or len(rows) != len(ids):
+        raise BenchFailure("not every command is applied in the database")
+    phase = Phase(
+        commands=len(ids), sent_seconds=sent,
+        returned_ms=[(deliveries.returned[i] - deliveries.created[i]) * 1000 for i in ids],
+        acked_ms=[(deliveries.acked[i] - deliveries.created[i]) * 1000 for i in ids],
+        finished_ms=[(row[4] - row[1]).total_seconds() * 1000 for row in rows],
+        busy=busy, ours=own, others=others,
+    )
+    log("  " + summarise("created -> returned to the waiting long-poll", phase.returned_ms))
+    log("  " + summarise("created -> ack response read by the agent  ", phase.acked_ms))
+    log("  " + summarise("created -> finished_at (the row)           ", phase.finished_ms))
+    # Where the time goes, from the row's own stamps (the last attempt's dispatch).
+    for label, first, last in (("created -> dispatched (enqueue, worker claim)", 1, 2),
+                               ("dispatched -> delivered (wake-up, hand-out) ", 2, 3),
+                               ("delivered -> finished (response, ack)       ", 3, 4)):
+        log("    " + summarise(label, [(row[last] - row[first]).total_seconds() * 1000
+                                       for row in rows]))
+    log(f"  attempts per command: max {max(row[5] for row in rows)}")
+    # A wake-up that never arrives shows as a command returned only when a later poll reads
+    # the database: name the slow ones, with their own stamps, to tell where they waited.
+    for row in sorted(rows, key=lambda row: deliveries.returned[str(row[6])])[-3:]:
+        waited = (deliveries.returned[str(row[6])] - row[1].timestamp()) * 1000
+        if waited > 1000:
+            log(f"  SLOW: command {row[6]} returned {waited:.0f} ms after it was created; "
+                f"dispatched +{(row[2] - row[1]).total_seconds() * 1000:.0f} ms, last handed "
+                f"out +{(row[3] - row[1]).total_seconds() * 1000:.0f} ms, attempt {row[5]}")
+    return phase
 
 
 def run(args, db: ScratchDatabase, work: Path) -> dict:
@@ -483,6 +614,7 @@ def run(args, db: ScratchDatabase, work: Path) -> dict:
     worker = CeleryWorker(env=env, log_path=work / "worker.log", beat=True)
     processes = [server, worker, redis]
     agents = None
+    burst = None
     try:
         server.start()
         worker.start()
@@ -503,56 +635,13 @@ def run(args, db: ScratchDatabase, work: Path) -> dict:
         log(summarise(f"run page, {args.agents} agents waiting", waiting_ms))
         log(f"database connections while {args.agents} agents waited: {db_connections}")
 
-        agents.start_waiting()
         operator = PageClient(server.port, {"Authorization": f"Bearer {operator_token}"})
-        ours = {"uvicorn": [server.pid], "worker": [worker.pid], "redis": [redis.pid]}
-        cpu_before = {name: process_cpu_seconds(pids) for name, pids in ours.items()}
-        cpu_before["client"] = own_cpu_seconds()
-        busy_before = machine_busy_seconds()
-        started = time.perf_counter()
-        ids = send_commands(operator, population, args.commands)
-        sent = time.perf_counter() - started
-        wait_until(lambda: len(agents.deliveries.acked) >= len(ids), timeout=120, interval=0.1,
-                   what=f"all {len(ids)} commands to be acknowledged")
-        capacity = (time.perf_counter() - started) * (os.cpu_count() or 1)
-        busy = (machine_busy_seconds() - busy_before) / capacity
-        cpu = {name: process_cpu_seconds(pids) - cpu_before[name] for name, pids in ours.items()}
-        cpu["client"] = own_cpu_seconds() - cpu_before["client"]
-        own = sum(cpu.values()) / capacity
-        log(f"{len(ids)} commands sent in {sent:.1f} s ({len(ids) / sent:.0f}/s), all "
-            f"acknowledged; load average {loadavg()}")
-        log("  CPU per command: " + ", ".join(
-            f"{name} {seconds / len(ids) * 1000:.1f} ms" for name, seconds in cpu.items()))
-        log(f"  the machine was {busy:.0%} busy: uvicorn, the worker, Redis and this client "
-            f"{own:.0%}, PostgreSQL and other processes {busy - own:.0%}")
-        if busy > 0.9:
-            log("  WARNING: the machine was saturated: latencies include waiting for a CPU")
-        agents.stop_waiting()
-        deliveries = agents.deliveries
-        if deliveries.errors:
-            raise BenchFailure("agent errors: " + "; ".join(deliveries.errors[:5]))
-        if set(deliveries.returned) != set(ids) or deliveries.repeats:
-            raise BenchFailure(f"handed out {len(deliveries.returned)} distinct commands with "
-                               f"{deliveries.repeats} repeats; expected {len(ids)} exactly once")
-        from interventions.models import Command
-
-        rows = list(Command.objects.filter(pk__in=ids).values_list(
-            "state", "created_at", "dispatched_at", "delivered_at", "finished_at", "attempts"))
-        if any(row[0] != "applied" for row in rows) or len(rows) != len(ids):
-            raise BenchFailure("not every command is applied in the database")
-        returned_ms = [(deliveries.returned[i] - deliveries.created[i]) * 1000 for i in ids]
-        acked_ms = [(deliveries.acked[i] - deliveries.created[i]) * 1000 for i in ids]
-        finished_ms = [(row[4] - row[1]).total_seconds() * 1000 for row in rows]
-        log(summarise("created -> returned to the waiting long-poll", returned_ms))
-        log(summarise("created -> ack response read by the agent  ", acked_ms))
-        log(summarise("created -> finished_at (the row)           ", finished_ms))
-        # Where the time goes, from the row's own stamps (the last attempt's dispatch).
-        for name, start, end in (("created -> dispatched (enqueue, worker claim)", 1, 2),
-                                 ("dispatched -> delivered (wake-up, hand-out) ", 2, 3),
-                                 ("delivered -> finished (response, ack)       ", 3, 4)):
-            log("  " + summarise(name, [(row[end] - row[start]).total_seconds() * 1000
-                                        for row in rows]))
-        log(f"attempts per command: max {max(row[5] for row in rows)}")
+        pids = {"uvicorn": [server.pid], "worker": [worker.pid], "redis": [redis.pid]}
+        paced = command_phase(f"paced at {args.rate:g}/s", agents, population, operator,
+                              args.commands, args.rate, pids)
+        if args.burst:
+            burst = command_phase("burst, back to back", agents, population, operator,
+                                  args.burst, 0, pids)
     except BaseException:
         for process in processes:
             if process.is_running() and process is not redis:
@@ -569,13 +658,7 @@ def run(args, db: ScratchDatabase, work: Path) -> dict:
     ratio_p95 = percentile(waiting_ms, 95) / percentile(idle_ms, 95)
     figures = {
         "agents": args.agents,
-        "commands": len(ids),
-        "created_to_returned_p50_ms": round(percentile(returned_ms, 50), 1),
-        "created_to_returned_p95_ms": round(percentile(returned_ms, 95), 1),
-        "created_to_acked_p50_ms": round(percentile(acked_ms, 50), 1),
-        "created_to_acked_p95_ms": round(percentile(acked_ms, 95), 1),
-        "created_to_finished_p50_ms": round(percentile(finished_ms, 50), 1),
-        "created_to_finished_p95_ms": round(percentile(finished_ms, 95), 1),
+        **paced.figures(),
         "page_idle_p50_ms": round(percentile(idle_ms, 50), 1),
         "page_idle_p95_ms": round(percentile(idle_ms, 95), 1),
         "page_waiting_p50_ms": round(percentile(waiting_ms, 50), 1),
@@ -583,8 +666,7 @@ def run(args, db: ScratchDatabase, work: Path) -> dict:
         "page_ratio_p50": round(ratio_p50, 3),
         "page_ratio_p95": round(ratio_p95, 3),
         "db_connections_waiting": db_connections,
-        "machine_busy": round(busy, 2),
-        "machine_busy_ours": round(own, 2),
+        **(burst.figures("burst_") if burst else {}),
     }
     met = (figures["created_to_returned_p50_ms"] <= RETURNED_P50_TARGET_MS
            and figures["created_to_returned_p95_ms"] <= RETURNED_P95_TARGET_MS
@@ -592,7 +674,7 @@ def run(args, db: ScratchDatabase, work: Path) -> dict:
     log(f"page ratio (waiting / idle): p50 {ratio_p50:.2f}, p95 {ratio_p95:.2f} "
         f"(target p50 <= {PAGE_RATIO_TARGET}); targets "
         f"{'met' if met else 'NOT met'}: created -> returned p50 <= {RETURNED_P50_TARGET_MS:.0f} "
-        f"ms, p95 <= {RETURNED_P95_TARGET_MS:.0f} ms")
+        f"ms, p95 <= {RETURNED_P95_TARGET_MS:.0f} ms (paced phase)")
     figures["targets_met"] = met
     return figures
 
@@ -601,6 +683,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--agents", type=int, default=50)
     parser.add_argument("--commands", type=int, default=200)
+    parser.add_argument("--rate", type=float, default=4,
+                        help="commands per second in the paced phase (0: back to back)")
+    parser.add_argument("--burst", type=int, default=200,
+                        help="commands sent back to back after the paced phase (0: none)")
     parser.add_argument("--page-requests", type=int, default=60,
                         help="run page requests per block (each round has two blocks)")
     parser.add_argument("--rounds", type=int, default=3)
@@ -611,6 +697,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("agents", "commands", "page_requests", "rounds"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be 1 or more")
+    if args.rate < 0 or args.burst < 0:
+        parser.error("--rate and --burst must not be negative")
     return args
 
 

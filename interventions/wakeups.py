@@ -58,8 +58,17 @@ class Listener:
                 self._client = aioredis.Redis.from_url(
                     settings.REDIS_URL, socket_connect_timeout=5
                 )
-                self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+                self._pubsub = self._client.pubsub()
                 await self._pubsub.subscribe(channel(self.agent_id))
+                # SUBSCRIBE is only sent; wait for Redis to confirm it. Until then a wake-up
+                # published on another connection may be processed first and lost, and the
+                # confirmation would end the first wait at once, costing a second database read
+                # per poll (fifty at once when fifty agents reconnect).
+                confirmation = await self._pubsub.get_message(timeout=5)
+                if confirmation is None or confirmation["type"] != "subscribe":
+                    raise redis.ConnectionError(
+                        f"Redis did not confirm the subscription ({confirmation!r})"
+                    )
             except (redis.RedisError, OSError) as exc:
                 log.warning("long-poll falls back to database polling: %s", exc)
                 await self._close()
@@ -84,7 +93,7 @@ class Listener:
             await asyncio.sleep(min(timeout, settings.COMMAND_LONG_POLL_FALLBACK_SECONDS))
             return
         try:
-            await self._pubsub.get_message(timeout=timeout)
+            await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=timeout)
         except (redis.RedisError, OSError) as exc:
             log.warning("wake-up subscription lost, falling back to polling: %s", exc)
             await self._close()
