@@ -168,7 +168,8 @@ def test_a_pause_wakes_the_waiting_long_poll_and_the_run_page_shows_it_applied(
     status, _, page = request(base, "GET", f"/runs/{run.uuid}/", headers={"Cookie": session})
     assert status == 200
     assert b'class="status status-paused"' in page
-    assert b"command.applied" in page
+    assert f'id="command-{command_id}" class="command" data-state="applied"'.encode() in page
+    assert b"command.applied" in page  # the agent's own event, in the history
     status, _, body = request(base, "GET", f"/api/v1/runs/{run.uuid}/commands",
                               headers={"Authorization": f"Bearer {operator_token}"})
     assert status == 200, body
