@@ -16,6 +16,7 @@ from rest_framework.views import APIView
 from access.authentication import AgentPrincipal
 from access.roles import Capability
 from history.access import get_run_for
+from history.models import Run
 from interventions import approvals
 from interventions.commands import CommandRefused, NotAllowed, acknowledge, request_command
 from interventions.models import ApprovalRequest, Command
@@ -126,7 +127,7 @@ class ApprovalDecisionView(APIView):
         _require_user(request)
         target = (
             ApprovalRequest.objects.filter(
-                pk=approval_id, run__in=_visible_runs(request.user)
+                pk=approval_id, run__in=Run.objects.visible_to(request.user)
             ).first()
         )
         if target is None:
@@ -142,8 +143,3 @@ class ApprovalDecisionView(APIView):
             return Response({exc.field: [exc.message]}, status=exc.http_status)
         return Response(ApprovalRequestSerializer(decided).data)
 
-
-def _visible_runs(user):
-    from history.models import Run
-
-    return Run.objects.visible_to(user)

@@ -19,7 +19,6 @@ from django.utils import timezone
 from access.models import Agent, Namespace
 from history.models import Run
 from interventions.vocabulary import (
-    OPEN_STATES,
     TERMINAL_STATES,
     TRANSITIONS,
     UNDELIVERED_STATES,
@@ -43,9 +42,6 @@ class CommandQuerySet(models.QuerySet):
 
     def undelivered(self) -> CommandQuerySet:
         return self.filter(state__in=UNDELIVERED_STATES)
-
-    def open(self) -> CommandQuerySet:
-        return self.filter(state__in=OPEN_STATES)
 
     def awaiting_pickup_by(self, agent_id: int, now=None) -> CommandQuerySet:
         """Commands an agent's long-poll should hand out: dispatched ones, and delivered ones

@@ -29,7 +29,6 @@ OPERATOR_KINDS = (
     CommandKind.TERMINATE,
     CommandKind.SIGNAL,
 )
-DECISION_KINDS = (CommandKind.APPROVE, CommandKind.REJECT)
 # Verbs that end or may end the run: the page asks for confirmation, and a reason is required.
 DESTRUCTIVE_KINDS = frozenset({CommandKind.CANCEL, CommandKind.TERMINATE})
 REASON_REQUIRED = frozenset({CommandKind.CANCEL, CommandKind.TERMINATE, CommandKind.REJECT})
