@@ -43,6 +43,7 @@ class Outbox:
         self._failures = 0
         self._last_scan = 0.0
         self._batch_limit: dict[str, int] = {}
+        self._scan_orphans()  # before any flush() can ask what is pending
         self._thread = threading.Thread(target=self._loop, name="flightdeck-sender",
                                         daemon=True)
         self._thread.start()
