@@ -64,12 +64,12 @@ class UserApi:
 
 
 @pytest.fixture
-def as_user(asgi_server):
+def as_user(asgi_server):  # noqa: F811 - the fixture imported above
     return lambda user: UserApi(asgi_server.url, user)
 
 
 @pytest.fixture
-def sdk_client(asgi_server, agent_token, tmp_path):
+def sdk_client(asgi_server, agent_token, tmp_path):  # noqa: F811
     """An SDK client of the support agent, on the live server, spooling under tmp_path."""
     from flightdeck_sdk import Client
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 
 from flightdeck_sdk import Approval
+
 from interventions.models import ApprovalRequest, Command
 from tests.interventions.services import wait_until
 from tests.sdk.conftest import attributes, live, stored

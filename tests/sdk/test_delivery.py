@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 
-from flightdeck_sdk import Client, activity
+from flightdeck_sdk import activity
+
 from history.models import Run
 from tests.interventions.services import AsgiServer, free_port, request, wait_until
 from tests.sdk.conftest import attributes, live, stored
