@@ -74,14 +74,16 @@ class Client:
 
     def run(self, workflow_type: str, workflow_id: str | None = None,
             run_id: str | None = None, *, input=None, labels: dict | None = None,
-            identity: str | None = None) -> Run:
+            identity: str | None = None, new: bool = False) -> Run:
         """A run to use as `with client.run(...) as run:`. Without `run_id` it is a new run;
-        with the `workflow_id` and `run_id` of an earlier one it resumes that run."""
+        with the `workflow_id` and `run_id` of an earlier one it resumes that run (its history
+        comes from this spool, else from Flightdeck). `new=True` says a given `run_id` has no
+        history anywhere, so the run can start while Flightdeck is unreachable."""
         if self._closed:
             raise FlightdeckError("this client is closed")
         if not isinstance(workflow_type, str) or not 0 < len(workflow_type) <= 255:
             raise ValueError("workflow_type must be a string of 1-255 characters")
-        fresh = run_id is None
+        fresh = run_id is None or new
         workflow_id = workflow_id or f"{workflow_type}-{uuid.uuid4().hex[:12]}"
         run_id = run_id or uuid.uuid4().hex
         for name, value in (("workflow_id", workflow_id), ("run_id", run_id)):
@@ -92,10 +94,10 @@ class Client:
 
     def arun(self, workflow_type: str, workflow_id: str | None = None,
              run_id: str | None = None, *, input=None, labels: dict | None = None,
-             identity: str | None = None) -> Run:
+             identity: str | None = None, new: bool = False) -> Run:
         """The same run, to use as `async with client.arun(...) as run:`."""
         return self.run(workflow_type, workflow_id, run_id, input=input, labels=labels,
-                        identity=identity)
+                        identity=identity, new=new)
 
     def _register(self, run: Run) -> None:
         key = (run.workflow_id, run.run_id)
@@ -115,6 +117,10 @@ class Client:
                 self._ended[key] = run._closed
                 while len(self._ended) > REMEMBERED_CLOSED_RUNS:
                     self._ended.popitem(last=False)
+
+    def _live_run(self, workflow_id: str, run_id: str) -> Run | None:
+        with self._runs_lock:
+            return self._runs.get((workflow_id, run_id))
 
     def _has_runs(self) -> bool:
         with self._runs_lock:

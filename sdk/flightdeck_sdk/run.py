@@ -223,14 +223,23 @@ class Run:
     # --- opening and closing ---------------------------------------------------------------
 
     def _open(self) -> None:
-        spool = self.client._spool
-        self._folder, self._file_lock = spool.claim(self.workflow_id, self.run_id)
+        if self.client._live_run(self.workflow_id, self.run_id) is not None:
+            raise FlightdeckError(
+                f"run {self.workflow_id}/{self.run_id} is already open in this process"
+            )
+        self._folder, self._file_lock = self.client._spool.claim(self.workflow_id,
+                                                                 self.run_id)
         try:
             self._journal = self._folder.journal
             self._journal.open_for_append()
             events, _ = self._journal.read()
             if not events and not self._fresh:
                 events = self._history_from_server()
+            elif events and self._fresh:
+                raise FlightdeckError(
+                    f"run {self.workflow_id}/{self.run_id} was started as new but this spool "
+                    "holds a history for it; open it without new=True to resume it"
+                )
             self._restore(RecordedHistory.read(events))
             self.client._register(self)
             if not self._history.started:
@@ -258,8 +267,9 @@ class Run:
             stored = transport.run_events(found["uuid"])
         except Unavailable as exc:
             raise FlightdeckError(
-                f"cannot resume {self.workflow_id}/{self.run_id}: this spool holds none of its "
-                f"events and Flightdeck is unreachable ({exc}), so its history is unknown"
+                f"cannot open {self.workflow_id}/{self.run_id}: this spool holds none of its "
+                f"events and Flightdeck is unreachable ({exc}), so whether it has a history is "
+                "unknown; pass new=True if it is a new run"
             ) from exc
         self._uuid = found["uuid"]
         ids = [event["event_id"] for event in stored]

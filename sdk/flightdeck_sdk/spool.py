@@ -88,10 +88,11 @@ class Spool:
     def folder(self, workflow_id: str, run_id: str) -> RunFolder:
         return RunFolder(self.runs_directory / run_key(workflow_id, run_id), workflow_id, run_id)
 
-    def claim(self, workflow_id: str, run_id: str, timeout: float = 10.0) -> tuple[RunFolder,
-                                                                                   FileLock]:
+    def claim(self, workflow_id: str, run_id: str, timeout: float = 2.0) -> tuple[RunFolder,
+                                                                                  FileLock]:
         """The run's folder, created if new, with its lock held by the caller. Raises
-        FlightdeckError if another live process holds the run."""
+        FlightdeckError if another live process holds the run. (Senders take the lock for
+        moments only, to check a folder; `timeout` waits those out.)"""
         folder = self.folder(workflow_id, run_id)
         lock = folder.lock
         for _ in range(100):

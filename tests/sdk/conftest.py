@@ -99,3 +99,41 @@ def stored(workflow_id: str, run_id: str) -> list[Event]:
 
 def attributes(event: Event) -> dict:
     return json.loads(event.attributes)
+
+
+@pytest.fixture
+def offline_client(tmp_path):
+    """offline_client(**options): a client whose Flightdeck is unreachable (a closed port):
+    everything stays in the spool under tmp_path, where the test reads it back."""
+    from flightdeck_sdk import Client
+
+    from tests.interventions.services import free_port
+
+    clients = []
+
+    def make(**options):
+        options.setdefault("url", f"http://127.0.0.1:{free_port()}")
+        options.setdefault("token", "fda_testtest_secret")
+        options.setdefault("spool_dir", tmp_path / "spool")
+        options.setdefault("poll_commands", False)
+        client = Client(**options)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close(timeout=0)
+
+
+def journal(client, workflow_id: str, run_id: str) -> list[dict]:
+    """Every event the run's journal holds, in the order written."""
+    return client._spool.folder(workflow_id, run_id).journal.read()[0]
+
+
+def command(kind: str, run, **fields) -> dict:
+    """A command as the pull channel hands it out, for `run`."""
+    import uuid
+
+    return {"id": str(uuid.uuid4()), "kind": kind, "signal_name": None, "payload": {},
+            "reason": "", "run": {"uuid": None, "workflow_id": run.workflow_id,
+                                  "run_id": run.run_id}, **fields}
