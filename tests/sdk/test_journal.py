@@ -105,11 +105,9 @@ def test_events_whose_call_returned_survive_a_sigkill_at_any_moment(offline_clie
              "new" if round_number == 0 else "resume"],
             stdout=subprocess.PIPE, text=True,
         )
-        lines = 0
-        for line in process.stdout:
+        for count, line in enumerate(process.stdout, 1):
             promised.append(int(line))
-            lines += 1
-            if lines >= 30 + 17 * round_number:
+            if count >= 30 + 17 * round_number:  # a different moment in each round
                 break
         os.kill(process.pid, signal.SIGKILL)
         process.wait(10)

@@ -179,7 +179,7 @@ def test_a_different_decision_at_a_recorded_position_is_a_nondeterminism_error(
     with pytest.raises(KeyboardInterrupt), client.run("support", "wf-decide") as run:
         run.decide("refund")
         raise KeyboardInterrupt
-    with pytest.raises(NondeterminismError, match="decision 'refund'.*decision 'escalate'"), \
+    with pytest.raises(NondeterminismError, match=r"decision 'refund'.*decision 'escalate'"), \
             client.run("support", "wf-decide", run.run_id) as again:
         again.decide("escalate")
 
