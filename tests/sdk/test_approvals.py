@@ -4,6 +4,7 @@ worker and the pull channel, and the agent records its claim."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 
 from flightdeck_sdk import Approval
@@ -129,3 +130,37 @@ def test_an_expired_request_ends_the_wait_as_expired(sdk_client, celery_worker_p
     request.refresh_from_db()
     assert (request.state, request.claimed_outcome, request.claim_mismatch) == (
         "expired", "expired", False)
+
+
+@live
+def test_an_asyncio_agent_awaits_the_decision_without_blocking_its_loop(
+    sdk_client, celery_worker_process, as_user, dora
+):
+    client = sdk_client()
+    box: dict = {}
+
+    async def agent():
+        async with client.arun("support", "ticket-403") as run:
+            box["run"] = run
+            heartbeat = asyncio.create_task(beat(box))
+            box["approval"] = await run.arequest_approval(
+                "issue_refund", arguments={"order": "A-2"}, summary="Refund", timeout=600)
+            heartbeat.cancel()
+
+    thread = threading.Thread(target=asyncio.run, args=(agent(),), daemon=True)
+    thread.start()
+    request = pending_request("ticket-403")
+    wait_until(lambda: box.get("beats", 0) >= 3, what="the loop to keep running while waiting")
+    status, body = as_user(dora).call("POST", f"/api/v1/approvals/{request.pk}/decision",
+                                      {"decision": "approve", "comment": "go"})
+    assert status == 200, body
+    thread.join(60)
+    assert not thread.is_alive()
+    assert box["approval"].approved and box["approval"].comment == "go"
+    assert box["run"].outcome == "completed"
+
+
+async def beat(box: dict) -> None:
+    while True:
+        box["beats"] = box.get("beats", 0) + 1
+        await asyncio.sleep(0.05)

@@ -4,6 +4,7 @@ restart, from a previous process's spool, and with refusals kept aside instead o
 from __future__ import annotations
 
 import json
+import threading
 
 from flightdeck_sdk import activity
 
@@ -144,3 +145,29 @@ def test_a_conflicting_event_goes_to_the_dead_letter_file_and_is_not_retried(
     assert letters[0]["event"]["attributes"]["decision"] == "refund"
     assert "conflict" in caplog.text
     assert [e.event_id for e in stored("ticket-300", run.run_id)] == [1, 2, 3, 4]
+
+
+@live
+def test_several_runs_of_one_client_at_once_each_arrive_dense(sdk_client):
+    client = sdk_client()
+    runs = {}
+
+    def agent(n: int) -> None:
+        with client.run("research", f"parallel-{n}") as run:
+            runs[n] = run
+            for step in range(15):
+                run.call("search_kb", search_kb.__wrapped__, f"topic {n}.{step}")
+                run.decide(f"step-{step}")
+
+    threads = [threading.Thread(target=agent, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert client.flush(30)
+    for n, run in runs.items():
+        events = stored(f"parallel-{n}", run.run_id)
+        assert [e.event_id for e in events] == list(range(1, 1 + 1 + 15 * 4 + 1))
+        assert {attributes(e)["input"]["args"][0] for e in events
+                if e.type == "activity.scheduled"} == {f"topic {n}.{s}" for s in range(15)}
+    assert client.dead_letters() == []

@@ -67,6 +67,14 @@ def test_the_delivery_mark_is_the_largest_whole_offset_written(tmp_path):
     assert journal.sent_offset() == 480
 
 
+def test_the_delivery_mark_file_is_compacted_as_it_grows(tmp_path):
+    journal = Journal(tmp_path)
+    for offset in range(0, 200_000, 10):
+        journal.mark_sent(offset)
+    assert journal.sent_path.stat().st_size < 70 * 1024
+    assert journal.sent_offset() == 199_990
+
+
 def test_every_run_has_its_own_folder_and_a_live_run_cannot_be_taken_twice(tmp_path):
     spool = Spool(tmp_path)
     first, lock = spool.claim("wf", "r1")
