@@ -53,8 +53,11 @@ class Client:
         self._ended: OrderedDict[tuple[str, str], str] = OrderedDict()
         self._runs_lock = threading.Lock()
         self._closed = False
-        self._outbox = Outbox(self._spool, self._transport, on_runs=self._learn_runs,
-                              max_backoff=max_backoff)
+        self._outbox = Outbox(
+            self._spool, self._transport, on_runs=self._learn_runs,
+            open_here=lambda folder: self._live_run(folder.workflow_id, folder.run_id)
+            is not None, max_backoff=max_backoff,
+        )
         self._poller = None
         if poll_commands:
             self._poller = CommandPoller(

@@ -16,6 +16,7 @@ Once a closed run is fully delivered, its folder is removed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -145,6 +146,13 @@ class Spool:
             return True
         finally:
             lock.release()
+
+    def remove_empty(self, folder: RunFolder) -> None:
+        """Remove the folder of a run that recorded nothing; the caller holds its lock."""
+        if folder.journal.size() == 0:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(folder.directory / "lock")
+            shutil.rmtree(folder.directory, ignore_errors=True)
 
     def dead_letter(self, event: dict, status: str, error: str) -> None:
         """Keep an event Flightdeck refused for good, and say so in the log."""

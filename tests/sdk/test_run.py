@@ -233,9 +233,33 @@ def test_a_run_started_while_flightdeck_is_down_needs_new_for_a_chosen_run_id(of
         "support", "wf-chosen", "ticket-1"
     ):
         pass
+    assert client._spool.folders() == []  # nothing recorded, no folder left behind
     with client.run("support", "wf-chosen", "ticket-1", new=True) as run:
         run.decide("go")
     assert run.outcome == "completed"
+
+
+def test_a_failed_write_raises_and_leaves_no_gap(offline_client, monkeypatch):
+    import flightdeck_sdk.journal
+
+    client = offline_client()
+    real_fsync = flightdeck_sdk.journal.os.fsync
+    failures = iter([OSError(28, "No space left on device")])
+
+    def fsync_once_failing(fd):
+        for failure in failures:
+            raise failure
+        real_fsync(fd)
+
+    with client.run("support", "wf-disk") as run:
+        run.decide("first")
+        monkeypatch.setattr(flightdeck_sdk.journal.os, "fsync", fsync_once_failing)
+        with pytest.raises(FlightdeckError, match="No space left"):
+            run.decide("second")
+        run.decide("third")
+    events = journal(client, "wf-disk", run.run_id)
+    assert [e["event_id"] for e in events] == [1, 2, 3, 4]
+    assert [e["attributes"].get("decision") for e in events[1:3]] == ["first", "third"]
 
 
 # --- commands at checkpoints -----------------------------------------------------------------
