@@ -113,10 +113,8 @@ def test_a_run_resumed_on_another_machine_replays_from_flightdecks_history(
         return run
 
     first = sdk_client(spool_dir=tmp_path / "machine-a")
-    try:
+    with pytest.raises(KeyboardInterrupt):
         agent(first, crash=True)
-    except KeyboardInterrupt:
-        pass
     assert first.flush(30)
     run_id = Run.objects.get(workflow_id="r-moved").run_id
 
