@@ -133,9 +133,10 @@ def write_bundle(export: EvidenceExport, path, progress: Progress | None = None)
         done_events = 0
         for chunk in _run_chunks(export.run_uuids):
             for run in chunk:
+                runs_done, before = len(listed_runs), done_events
                 exported = _write_run(
                     writer, run, export.raw, trees, audit_seqs,
-                    lambda n, runs=len(listed_runs), before=done_events: progress(runs, before + n),
+                    lambda n, runs=runs_done, before=before: progress(runs, before + n),
                 )
                 done_events += exported["event_count"]
                 listed_runs.append(exported["manifest"])

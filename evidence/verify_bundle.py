@@ -713,6 +713,7 @@ class RunCheck:
             self.result.fail(self.where(), f"holds {count} events, run.json says "
                                            f"{self.meta.get('event_count')}")
         self.computed_through = expected - 1 if not chain_broken else None
+        self.counted = count
 
     def _parse_line(self, number: int, line: bytes) -> dict | None:
         """Parse one events.jsonl line and check what needs no chain: header, attributes
@@ -769,10 +770,11 @@ class RunCheck:
         for checkpoint in self.checkpoints:
             where = f"{checkpoint.where} (run {self.uuid}, digest {checkpoint.digest_seq} of " \
                     f"{checkpoint.created_at})"
-            if self.meta.get("event_count", 0) < checkpoint.event_count:
+            counted = getattr(self, "counted", 0)
+            if counted < checkpoint.event_count:
                 self.result.fail(where, f"the digest recorded {checkpoint.event_count} events; "
-                                        f"the bundle holds {self.meta.get('event_count')}: events "
-                                        "were removed after the digest")
+                                        f"the bundle holds {counted}: events were removed after "
+                                        "the digest")
             if checkpoint.contiguous_through == 0:
                 continue
             if through is None:
