@@ -69,7 +69,7 @@ def test_events_are_the_stored_bytes_in_order(evidence_run, alice, build_bundle)
 def test_a_raw_bundle_carries_the_values_and_still_verifies(
     evidence_run, ivy, build_bundle, fingerprint
 ):
-    export, path = build_bundle(ivy, run=str(evidence_run.uuid), raw=True, reason="incident 42")
+    _export, path = build_bundle(ivy, run=str(evidence_run.uuid), raw=True, reason="incident 42")
     files = members(path)
     assert SECRET.encode() in member(files, "events.jsonl")
     manifest = orjson.loads(member(files, "manifest.json"))
@@ -81,7 +81,7 @@ def test_a_raw_bundle_carries_the_values_and_still_verifies(
 
 def test_run_metadata_and_the_manifest_agree_with_the_run(evidence_run, alice, build_bundle,
                                                           fingerprint):
-    export, path = build_bundle(alice, run=str(evidence_run.uuid))
+    _export, path = build_bundle(alice, run=str(evidence_run.uuid))
     files = members(path)
     meta = orjson.loads(member(files, "run.json"))
     assert meta["head_hash"] == evidence_run.head_hash and meta["event_count"] == 12
@@ -228,7 +228,7 @@ def test_a_run_whose_stored_chain_is_broken_is_exported_and_flagged(
     """Someone changed a stored attribute without recomputing the chain: the bundle still
     says what the database holds, flags it, and fails verification at that event."""
     Event.objects.filter(run=evidence_run, event_id=7).update(attributes='{"changed":true}')
-    export, path = build_bundle(alice, run=str(evidence_run.uuid))
+    _export, path = build_bundle(alice, run=str(evidence_run.uuid))
     files = members(path)
     meta = orjson.loads(member(files, "run.json"))
     assert meta["chain_intact"] is False

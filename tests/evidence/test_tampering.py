@@ -9,9 +9,9 @@ import hashlib
 
 import orjson
 import pytest
-from django.utils import timezone
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from django.utils import timezone
 
 from evidence import digests
 from evidence.models import DigestEntry, SignedDigest
