@@ -256,3 +256,20 @@ def test_the_run_list_csv_takes_the_list_filters(evidence_run, ingest, agent_tok
     assert found[0]["head_hash"] == evidence_run.head_hash
     bad = as_bob.get("/evidence/runs.csv?status=bogus")
     assert bad.status_code == 400 and b"status:" in bad.content
+
+
+# --- where exports start -----------------------------------------------------------------------
+
+
+def test_the_run_page_links_to_exporting_the_run(evidence_run, as_ivy):
+    response = as_ivy.get(f"/runs/{evidence_run.uuid}/")
+    assert f'href="/evidence/export?run={evidence_run.uuid}"'.encode() in response.content
+
+
+def test_the_run_list_links_to_exporting_its_runs_with_its_filters(evidence_run, as_ivy):
+    response = as_ivy.get("/?status=completed&agent=support-bot")
+    assert b'href="/evidence/export?scope=filter&amp;status=completed&amp;agent=support-bot"' \
+        in response.content
+    assert b'href="/evidence/runs.csv?status=completed&amp;agent=support-bot"' in response.content
+    follow = as_ivy.get("/evidence/export?scope=filter&agent=support-bot&status=completed")
+    assert follow.status_code == 200 and b"1 run, 12 events" in follow.content
