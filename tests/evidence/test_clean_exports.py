@@ -31,7 +31,7 @@ def test_an_expired_bundle_is_deleted(evidence_run, alice, build_bundle, enqueue
 
 def test_a_stalled_export_is_enqueued_again(evidence_run, alice, build_bundle, enqueued,
                                             settings):
-    export, _ = build_bundle(alice, run=str(evidence_run.uuid))
+    _export, _ = build_bundle(alice, run=str(evidence_run.uuid))
     stuck_queued = EvidenceExport.objects.create(requested_by_label="x", kind="run",
                                                  run_uuids=[str(evidence_run.uuid)])
     stuck_running = EvidenceExport.objects.create(
