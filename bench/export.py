@@ -195,9 +195,9 @@ def seed(args) -> None:
     _django()
     import random
 
-    from access.models import Agent, Membership, Namespace, Token
     from django.contrib.auth import get_user_model
 
+    from access.models import Agent, Membership, Namespace, Token
     from evidence import digests, keys
     from history.seeding import bulk_load, long_history, start_time
 
