@@ -318,7 +318,7 @@ def _check_manifest(bundle: Bundle, trusted: TrustedKeys) -> dict | None:
         manifest = json.loads(raw)
     except ValueError as exc:
         result.fail(MANIFEST, f"is not valid JSON ({exc})")
-        manifest = None
+        return None
     if not isinstance(manifest, dict):
         result.fail(MANIFEST, "is not a JSON object")
         return None

@@ -111,7 +111,7 @@ def _investigable(user) -> list[Namespace]:
 def export_status(request: HttpRequest, export_id) -> HttpResponse:
     """The export's progress; htmx polls the #export-status region until it is finished."""
     export = get_export_for(request.user, export_id)
-    context = {"export": export}
+    context = {"export": export, "scope": ExportScope(export.kind, export.scope).describe()}
     if request.htmx and request.htmx.target == "export-status":
         status = HTMX_STOP_POLLING if export.is_finished else 200
         return render(request, "evidence/export.html#status", context, status=status)
