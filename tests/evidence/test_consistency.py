@@ -81,6 +81,8 @@ def rewrite_audit_entry(seq: int, new_hash: str) -> None:
     table = AuditEntry._meta.db_table
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
+            # Deferred foreign key checks of this test's transaction would block ALTER TABLE.
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
             cursor.execute(f"ALTER TABLE {table} DISABLE TRIGGER USER")
             cursor.execute(f"UPDATE {table} SET hash = %s WHERE seq = %s", [new_hash, seq])  # noqa: S608 - the model's own table name
             cursor.execute(f"ALTER TABLE {table} ENABLE TRIGGER USER")
