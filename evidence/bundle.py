@@ -20,7 +20,7 @@ from django.db.models import Q
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from audit.models import AuditEntry
+from audit.models import AuditEntry, AuditHead
 from evidence import keys
 from evidence.digests import utc_text
 from evidence.merkle import MerkleTree
@@ -389,8 +389,6 @@ def _write_audit(writer: BundleWriter, seqs: set[int]) -> dict:
                     "seq": entry.seq, "prev_hash": entry.prev_hash, "hash": entry.hash,
                     "content": content.decode(),
                 }) + b"\n")
-    from audit.models import AuditHead
-
     head = AuditHead.objects.filter(pk=1).values_list("seq", "hash").first() or (0, GENESIS)
     return {"head_seq": head[0], "head_hash": head[1]}
 

@@ -273,3 +273,11 @@ def test_the_run_list_links_to_exporting_its_runs_with_its_filters(evidence_run,
     assert b'href="/evidence/runs.csv?status=completed&amp;agent=support-bot"' in response.content
     follow = as_ivy.get("/evidence/export?scope=filter&agent=support-bot&status=completed")
     assert follow.status_code == 200 and b"1 run, 12 events" in follow.content
+
+
+def test_a_poll_of_the_progress_region_costs_a_few_queries(queued, as_ivy,
+                                                          django_assert_max_num_queries):
+    with django_assert_max_num_queries(3):  # session, user, the export
+        response = as_ivy.get(f"/evidence/exports/{queued.id}/",
+                              headers={"HX-Request": "true", "HX-Target": "export-status"})
+    assert response.status_code == 200
