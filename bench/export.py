@@ -2,8 +2,8 @@
 """Evidence export benchmark: export and verify one run of 51,200 events (Temporal's largest
 history), against reading the same rows and writing them as plain JSON lines.
 
-    .venv/bin/python bench/export.py [--events 51200] [--repeats 3] [--database-url URL]
-                                     [--keep]
+    .venv/bin/python bench/export.py [--events 51200] [--repeats 3] [--attribute-bytes 0]
+                                     [--database-url URL] [--keep]
 
 What one run does:
 
@@ -102,6 +102,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=51_200)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--attribute-bytes", type=int, default=0,
+                        help="pad each event's attributes with about this much varied text "
+                             "(long_history's own attributes are tiny; ingest bench's average "
+                             "is about 400)")
     parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL)
     parser.add_argument("--keep", action="store_true", help="reuse the database as it is")
     parser.add_argument("--child", choices=["seed", "read", "export", "verify"],
@@ -132,7 +136,8 @@ def main() -> None:
         if migrated.returncode != 0:
             sys.exit(f"migrate failed:\n{migrated.stderr[-3000:]}")
         started = time.perf_counter()
-        seeded = child(env, "--child", "seed", "--events", str(args.events))
+        seeded = child(env, "--child", "seed", "--events", str(args.events),
+                       "--attribute-bytes", str(args.attribute_bytes))
         log(f"seeded one run of {seeded['events']} events ({seeded['secrets']} with a fake "
             f"credential) in {time.perf_counter() - started:.1f} s; digest "
             f"{seeded['digest']} records it")
@@ -162,6 +167,7 @@ def main() -> None:
 
     figures = {
         "events": seeded["events"],
+        "attribute_bytes": args.attribute_bytes,
         "repeats": len(passes),
         "export_seconds": median("seconds"),
         "verify_seconds": median("verify_seconds"),
@@ -208,6 +214,15 @@ def seed(args) -> None:
     Membership.objects.create(user=user, namespace=namespace, role="investigator")
     events = long_history("bench-long", "run-1", args.events, start_time(1), random.Random(7))
     credential = "AKIA" + "BENCHEXAMPLE0000"
+    if args.attribute_bytes:
+        rng = random.Random(11)
+        words = ["order", "customer", "refund", "invoice", "search", "result", "summary",
+                 "policy", "ticket", "account", "shipping", "status", "update", "reply"]
+        for item in events:
+            text = []
+            while sum(len(w) + 1 for w in text) < args.attribute_bytes:
+                text.append(f"{rng.choice(words)}-{rng.randint(0, 99999)}")
+            item.setdefault("attributes", {})["text"] = " ".join(text)
     marked = 0
     for item in events[1::SECRET_EVERY]:
         item.setdefault("attributes", {})["note"] = f"called the API with {credential}"
