@@ -1,8 +1,8 @@
 """Evidence tests: a fixed signing key, bundles and digests in the test's own folders, a run
 with commands, an approval and a secret, and helpers that build bundles and run verifiers.
 
-The worker fixtures come from tests/interventions/conftest.py (a private Redis and real Celery
-workers around the test database).
+The service fixtures come from tests/interventions/conftest.py (a private Redis around the
+test database); test_export_worker.py starts its worker on the `exports` queue with them.
 """
 
 from __future__ import annotations
@@ -26,12 +26,14 @@ from history.models import Run
 from interventions.approvals import decide
 from interventions.commands import request_command
 from tests.builders import event
+
+# The private Redis and the test database's environment for worker processes, and the hook that
+# shows a failed test the logs of the processes it started.
 from tests.interventions.conftest import (  # noqa: F401
-    celery_worker_process,
     on_private_redis,
     private_redis,
+    pytest_runtest_makereport,
     service_env,
-    start_worker,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
