@@ -81,7 +81,7 @@ def serve_commands(address: str, env: dict) -> list[subprocess.Popen]:
          "--port", port, "--no-access-log"], cwd=ROOT, env=env,
     )
     worker = subprocess.Popen(
-        [str(BIN / "celery"), "-A", "dashboard", "worker", "-B", "-Q", "commands,slow",
+        [str(BIN / "celery"), "-A", "dashboard", "worker", "-B", "-Q", "commands,slow,exports",
          "-c", "2", "-l", "warning", "--schedule", str(var_dir(env) / "celerybeat-schedule")],
         cwd=ROOT, env=env,
     )

@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "history",
     "interventions",
     "audit",
+    "evidence",
     "dashboard",
 ]
 
@@ -165,6 +166,11 @@ CELERY_TASK_ROUTES = {
     "interventions.deliver_command": {"queue": "commands"},
     "interventions.sweep": {"queue": "commands"},
     "interventions.notify": {"queue": "slow"},
+    # Evidence bundles take seconds to minutes: a queue of their own, so they never hold up
+    # command delivery or notifications. Digests go there too (they may call a webhook).
+    "evidence.build_export": {"queue": "exports"},
+    "evidence.sign_digest": {"queue": "exports"},
+    "evidence.clean_exports": {"queue": "exports"},
 }
 # One message at a time per worker process: with late acks a prefetched message would wait
 # behind a slow one and count against the visibility timeout.
@@ -176,6 +182,16 @@ CELERY_BEAT_SCHEDULE = {
         "task": "interventions.sweep",
         "schedule": float(env_int("COMMAND_SWEEP_INTERVAL_SECONDS", 15, minimum=1)),
         "options": {"queue": "commands"},
+    },
+    "sign-evidence-digest": {
+        "task": "evidence.sign_digest",
+        "schedule": float(env_int("EVIDENCE_DIGEST_INTERVAL_SECONDS", 3600, minimum=1)),
+        "options": {"queue": "exports"},
+    },
+    "clean-evidence-exports": {
+        "task": "evidence.clean_exports",
+        "schedule": 600.0,
+        "options": {"queue": "exports"},
     },
 }
 CELERY_TASK_IGNORE_RESULT = True
@@ -205,6 +221,18 @@ NOTIFY_WEBHOOK_SECRET = env_str("NOTIFY_WEBHOOK_SECRET") or ""
 # Links in notifications point here.
 FLIGHTDECK_BASE_URL = env_str("FLIGHTDECK_BASE_URL") or "http://127.0.0.1:8000"
 FLIGHTDECK_ENCRYPTION_KEYS = env_list("FLIGHTDECK_ENCRYPTION_KEYS", [])
+
+# --- Evidence export and signed digests (docs/evidence.md). The signing key: PEM or a base64
+# seed, inline or in a file; with DEBUG only, generated under var/ when neither is set.
+EVIDENCE_SIGNING_KEY = env_str("EVIDENCE_SIGNING_KEY") or ""
+EVIDENCE_SIGNING_KEY_FILE = env_str("EVIDENCE_SIGNING_KEY_FILE") or ""
+EVIDENCE_EXPORT_DIR = Path(env_str("EVIDENCE_EXPORT_DIR") or str(VAR_DIR / "exports"))
+EVIDENCE_EXPORT_TTL_SECONDS = env_int("EVIDENCE_EXPORT_TTL_SECONDS", 3 * 86400, minimum=60)
+EVIDENCE_EXPORT_MAX_RUNS = env_int("EVIDENCE_EXPORT_MAX_RUNS", 10000, minimum=1)
+EVIDENCE_EXPORT_STALL_SECONDS = env_int("EVIDENCE_EXPORT_STALL_SECONDS", 300, minimum=10)
+# Where digests are published outside the database ("" for the folder turns it off).
+EVIDENCE_DIGEST_DIR = env_str("EVIDENCE_DIGEST_DIR", str(VAR_DIR / "digests"))
+EVIDENCE_DIGEST_WEBHOOK_URL = env_str("EVIDENCE_DIGEST_WEBHOOK_URL") or ""
 
 # --- Mail: SMTP when EMAIL_HOST is set; otherwise printed to the console in development and
 # dropped in production (notifications then go only to the chat webhook, if any).
