@@ -1,0 +1,76 @@
+"""Running reference agents: one job, a loop of jobs, or every agent at once for the demo.
+
+In the demo each agent works in its own thread with its own token and its own client (one
+command channel per agent), starting a run, finishing it (or waiting for its approval), then
+pausing for its `INTERVAL` before the next one, until the process is told to stop.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from pathlib import Path
+from types import ModuleType
+
+from reference_agents.jobs import Job, Session
+
+log = logging.getLogger("reference_agents")
+
+
+def read_tokens(path: Path) -> dict[str, str]:
+    """{agent name: token} from the file `manage.py bootstrap_demo` writes."""
+    try:
+        content = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise SystemExit(f"no tokens file at {path}; run `manage.py bootstrap_demo` first") \
+            from None
+    return dict(content.get("agents", {}))
+
+
+def run_job(agent: ModuleType, session: Session, job: Job, *, attempt_only: bool = False) -> dict:
+    """Do one job; `attempt_only` runs a single attempt in this process, without the agent's
+    own crash-and-restart handling (how crash_resume starts its children)."""
+    if attempt_only:
+        if not hasattr(agent, "attempt"):
+            raise SystemExit(f"{agent.NAME} has no separate attempts")
+        return agent.attempt(session, job)
+    return agent.execute(session, job)
+
+
+def loop(agent: ModuleType, session: Session, stop: threading.Event, *, interval: float,
+         first_number: int = 0, count: int | None = None) -> int:
+    """Jobs one after another until `stop` is set (or `count` are done); returns how many
+    finished. A failed job is logged and the loop goes on, as a supervisor would."""
+    finished = 0
+    number = first_number
+    while not stop.is_set() and (count is None or number - first_number < count):
+        job = agent.job(number, session)
+        began = time.monotonic()
+        try:
+            result = agent.execute(session, job)
+        except Exception:
+            log.exception("%s: %s failed", agent.NAME, job.workflow_id)
+        else:
+            finished += 1
+            log.info("%s: %s done in %.1fs: %s", agent.NAME, job.workflow_id,
+                     time.monotonic() - began, json.dumps(result, default=str)[:200])
+        number += 1
+        stop.wait(interval)
+    return finished
+
+
+def demo(agents: list[ModuleType], sessions: dict[str, Session], stop: threading.Event, *,
+         interval_scale: float = 1.0) -> list[threading.Thread]:
+    """Start one thread per agent; each loops until `stop` is set."""
+    threads = []
+    for agent in agents:
+        thread = threading.Thread(
+            target=loop, name=agent.NAME, daemon=True,
+            args=(agent, sessions[agent.NAME], stop),
+            kwargs={"interval": agent.INTERVAL * interval_scale},
+        )
+        thread.start()
+        threads.append(thread)
+    return threads
