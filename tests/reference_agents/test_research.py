@@ -1,0 +1,47 @@
+"""The research agent: dozens of steps, fetches failing at a flaky upstream retried as further
+attempts of the same activity, timers between search rounds, all within its declared tools."""
+
+from __future__ import annotations
+
+import pytest
+
+from reference_agents import library, research
+from tests.reference_agents.histories import assert_clean, assert_complete, only_run
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_a_question_takes_dozens_of_activities_with_retries_and_timers(
+    quiet_live_server, session_for
+):
+    session = session_for(research.NAME, quiet_live_server.url)
+    job = research.job(0, session)
+    pages = [result["url"] for step in session.model.plan_research(
+        job.input["question"], job.input["depth"])["steps"]
+        for result in library.search(step, research.RESULTS_PER_SEARCH)]
+    flaky = [url for url in pages if library.is_flaky(url)]
+    assert flaky, "the chosen question must reach the flaky upstream"
+
+    result = research.execute(session, job)
+    assert session.client.flush(timeout=30)
+
+    history = only_run(job.workflow_id)
+    assert_complete(history)
+    assert_clean(history)
+    depth = job.input["depth"]
+    expected = 1 + depth * (1 + 2 * research.RESULTS_PER_SEARCH) + 2  # plan … synthesise, write
+    assert len(history.activities()) == expected >= 24
+    assert set(history.tools_called()) == set(research.TOOLS)
+    failed = history.activities("activity.failed")
+    assert len(failed) == len(flaky)
+    assert all(attrs["attempt"] == 1 and attrs["activity_type"] == "fetch_source"
+               for attrs in failed)
+    retried = [attrs for attrs in history.activities() if attrs.get("attempt") == 2]
+    assert len(retried) == len(flaky)
+    for failure in history.of_type("activity.failed"):
+        scheduled = failure.refs["scheduled"]
+        completions = [e for e in history.of_type("activity.completed")
+                       if e.refs.get("scheduled") == scheduled]
+        assert len(completions) == 1, "a retry is another attempt of the same activity"
+    assert len(history.of_type("timer.started")) == len(history.of_type("timer.fired")) == depth - 1
+    assert result["sources"] == depth * research.RESULTS_PER_SEARCH
