@@ -35,10 +35,13 @@ STAMP = VENV / ".flightdeck-installed"
 
 def ensure_environment(*, with_tests: bool) -> None:
     """Create .venv and install the project (with its test tools for `test`), again only when
-    pyproject.toml changed since the last install or the tools are wanted now."""
+    pyproject.toml (or sdk/pyproject.toml) changed since the last install or the tools are
+    wanted now."""
     if sys.version_info < (3, 11):  # noqa: UP036 - this script runs before the venv exists
         sys.exit("Flightdeck needs Python 3.11 or newer.")
-    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    digest = hashlib.sha256(
+        (ROOT / "pyproject.toml").read_bytes() + (ROOT / "sdk" / "pyproject.toml").read_bytes()
+    ).hexdigest()
     installed = STAMP.read_text().split() if STAMP.exists() and PYTHON.exists() else []
     if installed[:1] == [digest] and (not with_tests or "test" in installed):
         return
@@ -56,6 +59,8 @@ def ensure_environment(*, with_tests: bool) -> None:
     print("Installing Flightdeck and its dependencies into .venv ...", flush=True)
     run([PYTHON, "-m", "pip", "install", "--quiet", "--upgrade", "pip"])
     run([PYTHON, "-m", "pip", "install", "--quiet", "-e", target])
+    # The agent SDK (sdk/, its own distribution): the reference agents and the tests use it.
+    run([PYTHON, "-m", "pip", "install", "--quiet", "-e", ROOT / "sdk"])
     STAMP.write_text(f"{digest} {'test' if target.endswith('[test]') else ''}".strip())
 
 
