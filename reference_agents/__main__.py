@@ -37,6 +37,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         help="where each agent keeps its spool and files (default: var/agents)")
     parser.add_argument("--approval-timeout", type=int, default=900,
                         help="seconds an approval request waits before it expires (default 900)")
+    parser.add_argument("--no-commands", action="store_true",
+                        help="do not poll for operator commands (a server without the pull "
+                             "channel)")
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -83,7 +86,8 @@ def session_for(name: str, args: argparse.Namespace) -> Session:
     if not token:
         raise SystemExit(f"no token for {name}: pass --tokens-file, or set FLIGHTDECK_TOKEN")
     session = Session(url=args.url, token=token, work_dir=args.work_dir / name,
-                      approval_timeout=args.approval_timeout)
+                      approval_timeout=args.approval_timeout,
+                      poll_commands=not args.no_commands)
     if getattr(args, "batch", None):
         session.batch = args.batch
     return session

@@ -99,8 +99,11 @@ def execute(session: Session, job: Job) -> dict:
 def _child(session: Session, job: Job, crash_after: int | None):
     argv = [sys.executable, "-m", "reference_agents", "run", NAME, "--attempt",
             "--number", str(job.number), "--batch", session.batch, "--run-id", job.run_id,
-            "--work-dir", str(session.work_dir), "--approval-timeout",
+            # The same folders (spool included) as this session: --work-dir is their parent.
+            "--work-dir", str(session.work_dir.parent), "--approval-timeout",
             str(session.approval_timeout)]
+    if not session.poll_commands:
+        argv.append("--no-commands")
     if session.url:
         argv += ["--url", session.url]
     if crash_after is not None:

@@ -42,6 +42,8 @@ class Session:
     batch: str = field(default_factory=lambda: secrets.token_hex(3))
     # For crash_resume's first attempt: die after this many steps, as a killed process would.
     crash_after: int | None = None
+    # Off only where nothing can be commanded anyway (tests on a server without the long-poll).
+    poll_commands: bool = True
     _client: Client | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -56,7 +58,8 @@ class Session:
             if self._client is None:
                 self.work_dir.mkdir(parents=True, exist_ok=True)
                 self._client = Client(url=self.url, token=self.token,
-                                      spool_dir=str(self.spool_dir))
+                                      spool_dir=str(self.spool_dir),
+                                      poll_commands=self.poll_commands)
             return self._client
 
     def close(self, timeout: float = 10) -> None:

@@ -2,8 +2,8 @@
 some of them behind a flaky upstream that fails the first fetch and answers the next.
 
 Pages are generated from their URL, so a page reads the same in every process. Which fetches
-fail is decided per process (`Library` counts its fetches), the way a real upstream's hiccups
-are: a retried fetch of a flaky page succeeds.
+fail depends on what a `Library` fetched before (it counts its fetches), the way a real
+upstream's hiccups do: a retried fetch of a flaky page succeeds.
 """
 
 from __future__ import annotations
@@ -72,5 +72,3 @@ class Library:
             raise UpstreamError(f"503 Service Unavailable from {url.split('/')[2]}")
         return page(url)
 
-
-LIBRARY = Library()

@@ -39,7 +39,12 @@ def demo_tokens(settings, tmp_path, transactional_db) -> dict[str, str]:
 @pytest.fixture
 def quiet_live_server(settings, live_server):
     """`live_server` with the pull channel's wake-ups off: its long-polls re-read the database
-    instead of subscribing on the shared Redis at REDIS_URL, which tests must not use."""
+    instead of subscribing on the shared Redis at REDIS_URL, which tests must not use.
+
+    On SQLite the live server cannot serve the long-poll at all (an async view's database
+    calls run on another thread than the shared in-memory connection allows), so sessions
+    made for it poll no commands (`session_for(..., poll_commands=False)`); agents started as
+    separate processes poll, get a 500 and back off, which is harmless."""
     settings.REDIS_URL = ""
     from interventions import wakeups
 
@@ -49,13 +54,15 @@ def quiet_live_server(settings, live_server):
 
 
 @pytest.fixture
-def session_for(demo_tokens, tmp_path):
+def session_for(request, demo_tokens, tmp_path):
     """session_for(agent name, url, **options) -> a Session with that agent's demo token and
     its own work folder; every session is closed (its spool flushed) at the end."""
     sessions: list[Session] = []
 
     def make(name: str, url: str, **options) -> Session:
         assert name in AGENTS, name
+        if "live_server" in request.fixturenames:
+            options.setdefault("poll_commands", False)  # see quiet_live_server
         session = Session(url=url, token=demo_tokens[name], work_dir=tmp_path / "agents" / name,
                           **options)
         sessions.append(session)
