@@ -114,28 +114,30 @@ def var_dir(env: dict) -> Path:
 
 
 def stop(processes: list[subprocess.Popen]) -> None:
-    """SIGTERM to each process group, then SIGKILL to whatever of a group is left after 15 s
-    (a Celery pool child or an agent waiting on the network must not outlive the demo)."""
+    """SIGTERM to each leader (Celery and uvicorn shut their own children down cleanly), then
+    SIGKILL to whatever is left of each process group after 15 s: nothing it started, such as
+    a pool child or an agent's crash-test child, outlives the demo."""
     for process in processes:
-        _signal(process, signal.SIGTERM)
+        if process.poll() is None:
+            process.terminate()
     deadline = time.monotonic() + 15
     for process in processes:
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=max(0.1, deadline - time.monotonic()))
-        _signal(process, signal.SIGKILL)
+        _kill_group(process)
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=5)
 
 
-def _signal(process: subprocess.Popen, signum: int) -> None:
+def _kill_group(process: subprocess.Popen) -> None:
     if os.name == "nt":
         if process.poll() is None:
-            process.terminate() if signum == signal.SIGTERM else process.kill()
+            process.kill()
         return
     # The group outlives its leader, so it is signalled even after the leader exited (its id
     # cannot be reused while any member lives; with none left this is ProcessLookupError).
     with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signum)
+        os.killpg(process.pid, signal.SIGKILL)
 
 
 def _stop_on_sigterm() -> None:
@@ -184,9 +186,10 @@ def demo(args: list[str]) -> None:
     base = f"http://{address}"
     _stop_on_sigterm()
     processes = serve_commands(address, env)
+    agents: list[subprocess.Popen] = []
     try:
         wait_for_server(base)
-        processes.append(start(reference_agents(env, "demo", "--url", base), env))
+        agents.append(start(reference_agents(env, "demo", "--url", base), env))
         print(
             f"\nFlightdeck is at {base}/  (Ctrl-C stops it)\n"
             "Sign in as admin, viewer, operator, approver or investigator (passwords above, "
@@ -194,12 +197,13 @@ def demo(args: list[str]) -> None:
             "the support and research namespaces; refunds wait in the approvals inbox "
             f"({base}/approvals/).\n", flush=True,
         )
-        while all(process.poll() is None for process in processes):
+        while all(process.poll() is None for process in processes + agents):
             time.sleep(1)
         sys.exit("a Flightdeck process stopped; see its output above")
     except KeyboardInterrupt:
         pass
     finally:
+        stop(agents)  # first, while the server can still take what they have spooled
         stop(processes)
 
 
@@ -291,7 +295,7 @@ def _smoke_approval(base: str, env: dict, approver: str, processes: list) -> Non
     workflow_id = "smoke-refund"
     agent = start(reference_agents(
         env, "run", "support-agent", "--once", "--intent", "refund", "--workflow-id",
-        workflow_id, "--url", base, "--approval-timeout", "300",
+        workflow_id, "--url", base, "--approval-timeout", "300", "--pace", "0",
     ), env)
     processes.append(agent)
 

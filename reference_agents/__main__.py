@@ -24,6 +24,7 @@ from pathlib import Path
 
 from reference_agents import catalogue, runner
 from reference_agents.jobs import Session
+from reference_agents.model import FakeModel
 
 DEFAULT_WORK_DIR = Path(__file__).resolve().parents[1] / "var" / "agents"
 
@@ -37,6 +38,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         help="where each agent keeps its spool and files (default: var/agents)")
     parser.add_argument("--approval-timeout", type=int, default=900,
                         help="seconds an approval request waits before it expires (default 900)")
+    parser.add_argument("--pace", type=float, default=1.0,
+                        help="scale the fake model's thinking time, 0.3-2 s per answer "
+                             "(default 1; 0 answers at once)")
     parser.add_argument("--no-commands", action="store_true",
                         help="do not poll for operator commands (a server without the pull "
                              "channel)")
@@ -87,7 +91,7 @@ def session_for(name: str, args: argparse.Namespace) -> Session:
         raise SystemExit(f"no token for {name}: pass --tokens-file, or set FLIGHTDECK_TOKEN")
     session = Session(url=args.url, token=token, work_dir=args.work_dir / name,
                       approval_timeout=args.approval_timeout,
-                      poll_commands=not args.no_commands)
+                      model=FakeModel(pace=args.pace), poll_commands=not args.no_commands)
     if getattr(args, "batch", None):
         session.batch = args.batch
     return session

@@ -3,8 +3,9 @@
 Each agent is one module declaring its identity (`NAME`, `NAMESPACE`, `WORKFLOW_TYPE`,
 `DESCRIPTION`), its scope (`TOOLS`: the tools it may call; `PRIVILEGED`: those that need a
 person's approval first), what it does wrong if anything (`MISBEHAVIOUR`, empty for the
-well-behaved ones), how often it starts a run in the demo (`INTERVAL`), and `job` / `execute`
-(see reference_agents.jobs). `manage.py bootstrap_demo` registers each one with that scope.
+well-behaved ones), how often it starts a run in the demo (`INTERVAL`, and optionally `LANES`:
+how many runs it works on at once), and `job` / `execute` (see reference_agents.jobs).
+`manage.py bootstrap_demo` registers each one with that scope.
 """
 
 from __future__ import annotations

@@ -101,7 +101,7 @@ def _child(session: Session, job: Job, crash_after: int | None):
             "--number", str(job.number), "--batch", session.batch, "--run-id", job.run_id,
             # The same folders (spool included) as this session: --work-dir is their parent.
             "--work-dir", str(session.work_dir.parent), "--approval-timeout",
-            str(session.approval_timeout)]
+            str(session.approval_timeout), "--pace", str(session.model.pace)]
     if not session.poll_commands:
         argv.append("--no-commands")
     if session.url:

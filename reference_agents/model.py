@@ -13,6 +13,7 @@ import hashlib
 import json
 import random
 import re
+import time
 
 # Which intent a support ticket has: the first rule with a matching word wins.
 INTENT_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -28,19 +29,28 @@ WORD = re.compile(r"[a-z0-9]+")
 class FakeModel:
     """Answers the few kinds of prompt the reference agents ask, the same way every time."""
 
-    def __init__(self, name: str = "fake-1", seed: int = 7):
+    def __init__(self, name: str = "fake-1", seed: int = 7, pace: float = 0.0):
+        """`pace` scales a real model's thinking time, 0.3 to 2 seconds per answer: 0 (the
+        default, for tests) answers at once; the demo uses 1, so that runs take a while and
+        can be watched, paused or cancelled while they work."""
         self.name = name
         self.seed = seed
+        self.pace = pace
 
     def _rng(self, task: str, *parts: object) -> random.Random:
         prompt = json.dumps([task, *parts], sort_keys=True, default=str).encode()
         digest = hashlib.sha256(prompt).digest()
         return random.Random(int.from_bytes(digest[:8], "big") ^ self.seed)  # noqa: S311
 
-    def _usage(self, rng: random.Random, prompt: object, answer: object) -> dict:
+    def _respond(self, rng: random.Random, prompt: object, answer: dict) -> dict:
+        """The answer with its token usage, after the model's thinking time (see `pace`)."""
+        thinking = rng.uniform(0.3, 2.0)  # drawn even at pace 0: answers must not depend on it
+        if self.pace > 0:
+            time.sleep(thinking * self.pace)
         words = len(WORD.findall(json.dumps(prompt, default=str).lower()))
         out = len(WORD.findall(json.dumps(answer, default=str).lower()))
-        return {"input_tokens": words + rng.randint(40, 90), "output_tokens": out + 5}
+        usage = {"input_tokens": words + rng.randint(40, 90), "output_tokens": out + 5}
+        return {**answer, "usage": usage}
 
     # --- support ------------------------------------------------------------------------
 
@@ -57,7 +67,7 @@ class FakeModel:
         else:
             answer = {"intent": "other", "confidence": round(rng.uniform(0.5, 0.7), 2),
                       "reason": "no known intent in the ticket"}
-        return {**answer, "usage": self._usage(rng, ticket, answer)}
+        return self._respond(rng, ticket, answer)
 
     def search_query(self, ticket: dict, intent: str) -> str:
         """The knowledge-base query for a ticket: its intent and its three longest words."""
@@ -81,7 +91,7 @@ class FakeModel:
             answer = {"eligible": True, "amount": order["amount"], "currency": order["currency"],
                       "order_id": order["order_id"],
                       "reason": f"within 30 days ({policy['id'] if policy else 'policy'})"}
-        return {**answer, "usage": self._usage(rng, [ticket, customer], answer)}
+        return self._respond(rng, [ticket, customer], answer)
 
     def draft_reply(self, ticket: dict, customer: dict, outcome: str, articles: list[dict]) -> dict:
         """A reply to the customer saying what was done."""
@@ -93,7 +103,7 @@ class FakeModel:
             f"More in: {sources}.\n\nKind regards,\nSupport"
         )
         answer = {"subject": f"Re: {ticket.get('subject', 'your request')}", "body": body}
-        return {**answer, "usage": self._usage(rng, ticket, answer)}
+        return self._respond(rng, ticket, answer)
 
     # --- research -----------------------------------------------------------------------
 
@@ -105,7 +115,7 @@ class FakeModel:
         chosen = rng.sample(angles, k=min(depth, len(angles)))
         topic = question.rstrip("?")
         answer = {"steps": [f"{topic}: {angle}" for angle in chosen]}
-        return {**answer, "usage": self._usage(rng, question, answer)}
+        return self._respond(rng, question, answer)
 
     def summarise(self, source: dict) -> dict:
         """Two sentences and the key facts of one source."""
@@ -114,7 +124,7 @@ class FakeModel:
         facts = sentences[: 1 + rng.randint(1, 2)]
         answer = {"url": source.get("url"), "summary": ". ".join(facts[:2]) + ".",
                   "facts": facts}
-        return {**answer, "usage": self._usage(rng, source, answer)}
+        return self._respond(rng, source, answer)
 
     def synthesise(self, question: str, summaries: list[dict]) -> dict:
         """A short report answering the question from the summaries, citing them."""
@@ -124,7 +134,7 @@ class FakeModel:
         confidence = rng.choice(["low", "moderate", "high"])
         answer = {"title": question, "confidence": confidence,
                   "body": "\n".join(lines), "citations": citations}
-        return {**answer, "usage": self._usage(rng, question, answer)}
+        return self._respond(rng, question, answer)
 
     # --- operations ---------------------------------------------------------------------
 
@@ -136,4 +146,4 @@ class FakeModel:
         answer = {"culprit": culprit, "error_rate": metrics.get("error_rate"),
                   "remedy": "restart_service" if errors else "none",
                   "confidence": round(rng.uniform(0.6, 0.9), 2)}
-        return {**answer, "usage": self._usage(rng, logs, answer)}
+        return self._respond(rng, logs, answer)

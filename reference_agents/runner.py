@@ -40,12 +40,12 @@ def run_job(agent: ModuleType, session: Session, job: Job, *, attempt_only: bool
 
 
 def loop(agent: ModuleType, session: Session, stop: threading.Event, *, interval: float,
-         first_number: int = 0, count: int | None = None) -> int:
-    """Jobs one after another until `stop` is set (or `count` are done); returns how many
-    finished. A failed job is logged and the loop goes on, as a supervisor would."""
+         first_number: int = 0, step: int = 1) -> int:
+    """Jobs one after another (numbers first_number, +step, ...) until `stop` is set; returns
+    how many finished. A failed job is logged and the loop goes on, as a supervisor would."""
     finished = 0
     number = first_number
-    while not stop.is_set() and (count is None or number - first_number < count):
+    while not stop.is_set():
         job = agent.job(number, session)
         began = time.monotonic()
         try:
@@ -56,21 +56,26 @@ def loop(agent: ModuleType, session: Session, stop: threading.Event, *, interval
             finished += 1
             log.info("%s: %s done in %.1fs: %s", agent.NAME, job.workflow_id,
                      time.monotonic() - began, json.dumps(result, default=str)[:200])
-        number += 1
+        number += step
         stop.wait(interval)
     return finished
 
 
 def demo(agents: list[ModuleType], sessions: dict[str, Session], stop: threading.Event, *,
          interval_scale: float = 1.0) -> list[threading.Thread]:
-    """Start one thread per agent; each loops until `stop` is set."""
+    """Start the agents' threads, `LANES` per agent (default one), all of an agent's lanes on
+    its one session; each loops until `stop` is set. Lanes let the support agent take new
+    tickets while earlier ones wait for a person's approval."""
     threads = []
     for agent in agents:
-        thread = threading.Thread(
-            target=loop, name=agent.NAME, daemon=True,
-            args=(agent, sessions[agent.NAME], stop),
-            kwargs={"interval": agent.INTERVAL * interval_scale},
-        )
-        thread.start()
-        threads.append(thread)
+        lanes = getattr(agent, "LANES", 1)
+        for lane in range(lanes):
+            thread = threading.Thread(
+                target=loop, name=f"{agent.NAME}-{lane + 1}" if lanes > 1 else agent.NAME,
+                daemon=True, args=(agent, sessions[agent.NAME], stop),
+                kwargs={"interval": agent.INTERVAL * interval_scale, "first_number": lane,
+                        "step": lanes},
+            )
+            thread.start()
+            threads.append(thread)
     return threads

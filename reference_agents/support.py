@@ -18,6 +18,7 @@ TOOLS = ("search_kb", "read_customer", "issue_refund", "send_email")
 PRIVILEGED = ("issue_refund",)
 MISBEHAVIOUR = ""
 INTERVAL = 20  # seconds between runs in the demo
+LANES = 3  # tickets worked at once in the demo: refunds wait for a person meanwhile
 
 
 def job(number: int, session: Session, *, intent: str | None = None) -> Job:

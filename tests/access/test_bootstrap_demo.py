@@ -12,6 +12,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 
+from access.management.commands.bootstrap_demo import DEMO_NAMESPACES
 from access.models import Agent, Membership, Namespace, Token
 from audit.models import AuditEntry
 from interventions.models import ApprovalPolicy
@@ -49,7 +50,8 @@ def test_it_creates_a_user_for_each_role_in_each_demo_namespace(settings, tmp_pa
     assert sorted(users.values_list("username", flat=True)) == sorted(ROLES)
     assert users.get(username="admin").is_superuser
     assert not users.filter(is_superuser=True).exclude(username="admin").exists()
-    for slug in ("demo", "support", "research"):
+    assert {"demo", "support", "research"} <= set(DEMO_NAMESPACES)
+    for slug in DEMO_NAMESPACES:
         namespace = Namespace.objects.get(slug=slug)
         held = set(Membership.objects.filter(namespace=namespace)
                    .values_list("user__username", "role"))

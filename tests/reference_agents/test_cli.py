@@ -52,7 +52,7 @@ def test_run_once_records_a_run_with_the_agents_token(quiet_live_server, demo_to
     process = agents_process(
         "run", "ops-agent", "--once", "--number", "3", "--url", quiet_live_server.url,
         "--tokens-file", str(tmp_path / "tokens.json"), "--work-dir", str(tmp_path / "agents"),
-        "--no-commands",  # see quiet_live_server
+        "--no-commands", "--pace", "0",  # see quiet_live_server; no thinking time
     )
     out, err = process.communicate(timeout=120)
 
@@ -69,7 +69,7 @@ def test_demo_keeps_producing_runs_until_stopped(quiet_live_server, demo_tokens,
     process = agents_process(
         "demo", "--agents", "ops-agent,crm-sync-agent", "--interval-scale", "0.01",
         "--url", quiet_live_server.url, "--tokens-file", str(tmp_path / "tokens.json"),
-        "--work-dir", str(tmp_path / "agents"), "--no-commands",
+        "--work-dir", str(tmp_path / "agents"), "--no-commands", "--pace", "0",
     )
     try:
         for name in ("ops-agent", "crm-sync-agent"):

@@ -26,7 +26,10 @@ from interventions.models import ApprovalPolicy
 from interventions.vocabulary import Risk
 from reference_agents.catalogue import AGENTS, NAMESPACES
 
-DEMO_NAMESPACES = {"demo": "Demo", **NAMESPACES}
+# The reference agents' namespaces, `demo` for trying the API by hand, and those that
+# `manage.py seed_history` fills with synthetic runs, so that every demo user sees them too.
+DEMO_NAMESPACES = {"demo": "Demo", **NAMESPACES, "acme": "Acme (synthetic history)",
+                   "globex": "Globex (synthetic history)"}
 # One user per role, named after it, holding that role in every demo namespace.
 DEMO_USERS = ("admin", "viewer", "operator", "approver", "investigator")
 AGENT_TOKEN_NAME = "reference-agents"  # noqa: S105 - a label, not a secret
