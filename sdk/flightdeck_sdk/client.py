@@ -53,8 +53,11 @@ class Client:
         self._ended: OrderedDict[tuple[str, str], str] = OrderedDict()
         self._runs_lock = threading.Lock()
         self._closed = False
-        self._outbox = Outbox(self._spool, self._transport, on_runs=self._learn_runs,
-                              max_backoff=max_backoff)
+        self._outbox = Outbox(
+            self._spool, self._transport, on_runs=self._learn_runs,
+            open_here=lambda folder: self._live_run(folder.workflow_id, folder.run_id)
+            is not None, max_backoff=max_backoff,
+        )
         self._poller = None
         if poll_commands:
             self._poller = CommandPoller(
@@ -74,14 +77,16 @@ class Client:
 
     def run(self, workflow_type: str, workflow_id: str | None = None,
             run_id: str | None = None, *, input=None, labels: dict | None = None,
-            identity: str | None = None) -> Run:
+            identity: str | None = None, new: bool = False) -> Run:
         """A run to use as `with client.run(...) as run:`. Without `run_id` it is a new run;
-        with the `workflow_id` and `run_id` of an earlier one it resumes that run."""
+        with the `workflow_id` and `run_id` of an earlier one it resumes that run (its history
+        comes from this spool, else from Flightdeck). `new=True` says a given `run_id` has no
+        history anywhere, so the run can start while Flightdeck is unreachable."""
         if self._closed:
             raise FlightdeckError("this client is closed")
         if not isinstance(workflow_type, str) or not 0 < len(workflow_type) <= 255:
             raise ValueError("workflow_type must be a string of 1-255 characters")
-        fresh = run_id is None
+        fresh = run_id is None or new
         workflow_id = workflow_id or f"{workflow_type}-{uuid.uuid4().hex[:12]}"
         run_id = run_id or uuid.uuid4().hex
         for name, value in (("workflow_id", workflow_id), ("run_id", run_id)):
@@ -92,10 +97,10 @@ class Client:
 
     def arun(self, workflow_type: str, workflow_id: str | None = None,
              run_id: str | None = None, *, input=None, labels: dict | None = None,
-             identity: str | None = None) -> Run:
+             identity: str | None = None, new: bool = False) -> Run:
         """The same run, to use as `async with client.arun(...) as run:`."""
         return self.run(workflow_type, workflow_id, run_id, input=input, labels=labels,
-                        identity=identity)
+                        identity=identity, new=new)
 
     def _register(self, run: Run) -> None:
         key = (run.workflow_id, run.run_id)
@@ -115,6 +120,10 @@ class Client:
                 self._ended[key] = run._closed
                 while len(self._ended) > REMEMBERED_CLOSED_RUNS:
                     self._ended.popitem(last=False)
+
+    def _live_run(self, workflow_id: str, run_id: str) -> Run | None:
+        with self._runs_lock:
+            return self._runs.get((workflow_id, run_id))
 
     def _has_runs(self) -> bool:
         with self._runs_lock:

@@ -26,6 +26,8 @@ from flightdeck_sdk.errors import FlightdeckError
 
 log = logging.getLogger("flightdeck_sdk")
 
+SENT_FILE_COMPACT_BYTES = 64 * 1024
+
 
 def encode_line(event: dict) -> bytes:
     body = canonical_text(event).encode("utf-8")
@@ -172,3 +174,11 @@ class Journal:
     def mark_sent(self, offset: int) -> None:
         with open(self.sent_path, "ab") as handle:
             handle.write(b"%d\n" % offset)
+            grown = handle.tell() > SENT_FILE_COMPACT_BYTES
+        if grown:
+            # Rewritten as one line. Two senders racing here may lose a mark: events are then
+            # sent again, which ingest answers as duplicates.
+            best = self.sent_offset()
+            temporary = self.sent_path.with_name(f"sent.{os.getpid()}.tmp")
+            temporary.write_bytes(b"%d\n" % best)
+            os.replace(temporary, self.sent_path)

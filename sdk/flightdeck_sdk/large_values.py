@@ -82,14 +82,16 @@ def reference(value, store: BlobStore) -> dict:
 
 
 def fit(attributes: dict, store: BlobStore, target: int = TARGET) -> dict:
-    """`attributes` small enough for one event: while over `target` bytes, the largest value
-    (at any depth, but never a part of one already replaced) becomes a reference."""
+    """`attributes` small enough for one event. While over `target` bytes: the smallest value
+    whose replacement alone is enough becomes a reference (so most of the structure stays
+    visible); if no single value is enough, the largest values are replaced one after the
+    other until the estimate fits."""
     size = len(canonical(attributes))
     if size <= target:
         return attributes
     result = json.loads(canonical(attributes))  # a private copy to change in place
     while size > target:
-        candidates = sorted(_values(result), key=lambda item: item[0], reverse=True)
+        candidates = sorted(_values(result, ()), key=lambda item: item[0], reverse=True)
         if not candidates:
             # Only many small values: keep the SDK's own fields, store the rest as one value.
             rest = {key: result.pop(key) for key in list(result) if key not in KEPT_FIELDS}
@@ -97,33 +99,35 @@ def fit(attributes: dict, store: BlobStore, target: int = TARGET) -> dict:
                 raise FlightdeckError("the SDK's own attributes are over the size limit")
             result[REST_KEY] = reference(rest, store)
             break
-        # The largest value is usually one that holds most of the bytes: replacing a nested
-        # one instead keeps more of the structure visible, when it alone brings us under.
-        _, container, key = candidates[0]
-        chosen = (container, key)
-        for value_size, inner_container, inner_key in candidates[1:]:
-            if size - value_size + 400 <= target:
-                chosen = (inner_container, inner_key)
-            else:
-                break
-        container, key = chosen
-        container[key] = reference(container[key], store)
+        enough = [item for item in candidates if size - item[0] + 400 <= target]
+        if enough:
+            _, container, key, _ = enough[-1]
+            container[key] = reference(container[key], store)
+        else:
+            estimate, replaced = size, []
+            for value_size, container, key, path in candidates:
+                if any(path[:len(done)] == done for done in replaced):
+                    continue  # inside a value already stored aside
+                container[key] = reference(container[key], store)
+                replaced.append(path)
+                estimate -= value_size - len(canonical(container[key]))
+                if estimate <= target:
+                    break
         size = len(canonical(result))
     return result
 
 
-def _values(node, depth: int = 0):
-    """(size, container, key) for every value inside `node` worth replacing."""
+def _values(node, path: tuple, depth: int = 0):
+    """(size, container, key, path) for every value inside `node` worth replacing."""
     items = node.items() if isinstance(node, dict) else enumerate(node)
     for key, value in items:
-        if is_reference(value):
+        if is_reference(value) or not isinstance(value, dict | list | str):
             continue
-        if isinstance(value, dict | list | str):
-            size = len(canonical(value))
-            if size > MIN_REPLACED:
-                yield size, node, key
-                if isinstance(value, dict | list) and depth < 50:
-                    yield from _values(value, depth + 1)
+        size = len(canonical(value))
+        if size > MIN_REPLACED:
+            yield size, node, key, (*path, key)
+            if isinstance(value, dict | list) and depth < 50:
+                yield from _values(value, (*path, key), depth + 1)
 
 
 def expand(value, store: BlobStore):

@@ -29,10 +29,12 @@ LINGER_SECONDS = 0.02  # gather the events of a burst into one batch
 
 class Outbox:
     def __init__(self, spool: Spool, transport: Transport, *,
-                 on_runs: Callable[[list[dict]], None], max_backoff: float = 30.0):
+                 on_runs: Callable[[list[dict]], None],
+                 open_here: Callable[[RunFolder], bool], max_backoff: float = 30.0):
         self.spool = spool
         self.transport = transport
         self.on_runs = on_runs
+        self.open_here = open_here
         self.max_backoff = max_backoff
         self._own: dict[str, RunFolder] = {}  # folders this process writes or wrote
         self._orphans: dict[str, RunFolder] = {}
@@ -43,6 +45,7 @@ class Outbox:
         self._failures = 0
         self._last_scan = 0.0
         self._batch_limit: dict[str, int] = {}
+        self._scan_orphans()  # before any flush() can ask what is pending
         self._thread = threading.Thread(target=self._loop, name="flightdeck-sender",
                                         daemon=True)
         self._thread.start()
@@ -157,7 +160,8 @@ class Outbox:
             if folder.pending_bytes():
                 self._send_batch(folder)
                 progressed = True
-            elif not self._is_live(folder) and self.spool.remove_if_done(folder):
+            elif (not self.open_here(folder) and not self._is_live(folder)
+                  and self.spool.remove_if_done(folder)):
                 with self._condition:
                     self._own.pop(folder.directory.name, None)
                     self._orphans.pop(folder.directory.name, None)

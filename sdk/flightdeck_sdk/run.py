@@ -223,14 +223,23 @@ class Run:
     # --- opening and closing ---------------------------------------------------------------
 
     def _open(self) -> None:
-        spool = self.client._spool
-        self._folder, self._file_lock = spool.claim(self.workflow_id, self.run_id)
+        if self.client._live_run(self.workflow_id, self.run_id) is not None:
+            raise FlightdeckError(
+                f"run {self.workflow_id}/{self.run_id} is already open in this process"
+            )
+        self._folder, self._file_lock = self.client._spool.claim(self.workflow_id,
+                                                                 self.run_id)
         try:
             self._journal = self._folder.journal
             self._journal.open_for_append()
             events, _ = self._journal.read()
             if not events and not self._fresh:
                 events = self._history_from_server()
+            elif events and self._fresh:
+                raise FlightdeckError(
+                    f"run {self.workflow_id}/{self.run_id} was started as new but this spool "
+                    "holds a history for it; open it without new=True to resume it"
+                )
             self._restore(RecordedHistory.read(events))
             self.client._register(self)
             if not self._history.started:
@@ -258,8 +267,9 @@ class Run:
             stored = transport.run_events(found["uuid"])
         except Unavailable as exc:
             raise FlightdeckError(
-                f"cannot resume {self.workflow_id}/{self.run_id}: this spool holds none of its "
-                f"events and Flightdeck is unreachable ({exc}), so its history is unknown"
+                f"cannot open {self.workflow_id}/{self.run_id}: this spool holds none of its "
+                f"events and Flightdeck is unreachable ({exc}), so whether it has a history is "
+                "unknown; pass new=True if it is a new run"
             ) from exc
         self._uuid = found["uuid"]
         ids = [event["event_id"] for event in stored]
@@ -340,6 +350,9 @@ class Run:
             self._folder.mark_closed()
         if self._journal is not None:
             self._journal.close()
+            if self._journal.size() == 0 and self._file_lock is not None:
+                # Opened but nothing recorded (it could not start): leave no empty folder.
+                self.client._spool.remove_empty(self._folder)
         if self._file_lock is not None:
             self._file_lock.release()
         if self._context_token is not None:
@@ -387,13 +400,13 @@ class Run:
                     f"run {self.workflow_id}/{self.run_id} is closed ({self._closed}); "
                     "nothing more can be recorded in it"
                 )
-            events, ids = [], []
+            events = []
             blobs = self._folder.blobs
-            for kind, attributes, refs in items:
+            who = identity or self.identity or self.client.identity
+            for offset, (kind, attributes, refs) in enumerate(items):
                 event = {"workflow_id": self.workflow_id, "run_id": self.run_id,
-                         "event_id": self._next_event_id, "type": kind, "time": now(),
-                         "attributes": fit(attributes, blobs)}
-                who = identity or self.identity or self.client.identity
+                         "event_id": self._next_event_id + offset, "type": kind,
+                         "time": now(), "attributes": fit(attributes, blobs)}
                 if who:
                     event["identity"] = who[:255]
                 if refs:
@@ -401,11 +414,14 @@ class Run:
                 if workflow_type is not None:
                     event["workflow_type"] = workflow_type
                 events.append(event)
-                ids.append(self._next_event_id)
-                self._next_event_id += 1
-                if kind in CLOSING_OUTCOMES:
-                    self._closed = kind
+            # The ids and the closed state change only once the events are on disk: a failed
+            # write (a full disk) raises here and leaves no gap in the sequence.
             self._journal.append(events)
+            ids = [event["event_id"] for event in events]
+            self._next_event_id += len(events)
+            closing = [kind for kind, _, _ in items if kind in CLOSING_OUTCOMES]
+            if closing:
+                self._closed = closing[-1]
         self.client._outbox.wake()
         return ids
 
@@ -441,7 +457,7 @@ class Run:
             if recorded.decision != value:
                 raise NondeterminismError(position, recorded.describe(), f"decision {value!r}")
             return
-        fields = {"decision": value, "position": position, **jsonable(attributes)}
+        fields = {**jsonable(attributes), "decision": value, "position": position}
         if reason is not None:
             fields["reason"] = jsonable(reason)
         if model is not None:

@@ -16,6 +16,7 @@ Once a closed run is fully delivered, its folder is removed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -88,10 +89,11 @@ class Spool:
     def folder(self, workflow_id: str, run_id: str) -> RunFolder:
         return RunFolder(self.runs_directory / run_key(workflow_id, run_id), workflow_id, run_id)
 
-    def claim(self, workflow_id: str, run_id: str, timeout: float = 10.0) -> tuple[RunFolder,
-                                                                                   FileLock]:
+    def claim(self, workflow_id: str, run_id: str, timeout: float = 2.0) -> tuple[RunFolder,
+                                                                                  FileLock]:
         """The run's folder, created if new, with its lock held by the caller. Raises
-        FlightdeckError if another live process holds the run."""
+        FlightdeckError if another live process holds the run. (Senders take the lock for
+        moments only, to check a folder; `timeout` waits those out.)"""
         folder = self.folder(workflow_id, run_id)
         lock = folder.lock
         for _ in range(100):
@@ -144,6 +146,13 @@ class Spool:
             return True
         finally:
             lock.release()
+
+    def remove_empty(self, folder: RunFolder) -> None:
+        """Remove the folder of a run that recorded nothing; the caller holds its lock."""
+        if folder.journal.size() == 0:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(folder.directory / "lock")
+            shutil.rmtree(folder.directory, ignore_errors=True)
 
     def dead_letter(self, event: dict, status: str, error: str) -> None:
         """Keep an event Flightdeck refused for good, and say so in the log."""
