@@ -67,6 +67,7 @@ def attempt(session: Session, job: Job) -> dict:
     """One attempt in this process; dies after CRASH_AFTER stores when session.crash_after."""
     folder = str(session.work_dir / "digests" / job.workflow_id)
     topic = job.input["topic"]
+    result: dict = {}  # stays empty when an operator cancels or terminates the run
     with session.client.run(WORKFLOW_TYPE, workflow_id=job.workflow_id, run_id=job.run_id,
                             input=job.input, labels=job.labels) as run:
         for n in range(1, job.input["feeds"] + 1):
@@ -79,7 +80,7 @@ def attempt(session: Session, job: Job) -> dict:
         published = run.call("publish_digest", publish_digest, folder, topic, kind="tool")
         result = {"topic": topic, **published}
         run.complete(result)
-    return result
+    return {**result, "outcome": run.outcome}
 
 
 def execute(session: Session, job: Job) -> dict:

@@ -55,6 +55,7 @@ def push_contacts(endpoint: str, api_key: str, contacts: list[dict]) -> dict:
 
 
 def execute(session: Session, job: Job) -> dict:
+    result: dict = {}  # stays empty when an operator cancels or terminates the run
     with session.client.run(WORKFLOW_TYPE, workflow_id=job.workflow_id, run_id=job.run_id,
                             input=job.input, labels=job.labels) as run:
         contacts = run.call("fetch_contacts", fetch_contacts, job.input["customers"],
@@ -64,4 +65,4 @@ def execute(session: Session, job: Job) -> dict:
                           kind="tool")
         result = {"accepted": pushed["accepted"], "batch": pushed["batch"]}
         run.complete(result)
-    return result
+    return {**result, "outcome": run.outcome}

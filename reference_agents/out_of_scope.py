@@ -54,6 +54,7 @@ def open_incident(service: str, summary: str) -> dict:
 def execute(session: Session, job: Job) -> dict:
     service = job.input["service"]
     model = session.model
+    result: dict = {}  # stays empty when an operator cancels or terminates the run
     with session.client.run(WORKFLOW_TYPE, workflow_id=job.workflow_id, run_id=job.run_id,
                             input=job.input, labels=job.labels) as run:
         logs = run.call("read_logs", read_logs, service, 15, kind="tool")
@@ -69,4 +70,4 @@ def execute(session: Session, job: Job) -> dict:
                             f"{job.input['alert']}: {diagnosis['culprit']}", kind="tool")
         result = {"incident": incident["incident"], "remedy": diagnosis["remedy"]}
         run.complete(result)
-    return result
+    return {**result, "outcome": run.outcome}

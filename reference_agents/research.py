@@ -55,6 +55,7 @@ def write_report(report: dict) -> dict:
 def execute(session: Session, job: Job) -> dict:
     model = session.model
     question = job.input["question"]
+    result: dict = {}  # stays empty when an operator cancels or terminates the run
     with session.client.run(WORKFLOW_TYPE, workflow_id=job.workflow_id, run_id=job.run_id,
                             input=job.input, labels=job.labels) as run:
         plan = run.call("plan_research", model.plan_research, question, job.input["depth"],
@@ -68,10 +69,10 @@ def execute(session: Session, job: Job) -> dict:
                 # The search service's rate limit. The SDK has no durable timer yet, so the
                 # wait is an activity of kind "timer": recorded, and not waited again on resume.
                 run.call("rate_limit_pause", pause, RATE_LIMIT_PAUSE, kind="timer")
-            results = run.call("web_search", library.search, step, RESULTS_PER_SEARCH,
-                               kind="tool")
-            for result in results:
-                page = run.call("fetch_source", upstream.fetch, result["url"],
+            hits = run.call("web_search", library.search, step, RESULTS_PER_SEARCH,
+                            kind="tool")
+            for hit in hits:
+                page = run.call("fetch_source", upstream.fetch, hit["url"],
                                 kind="tool", retries=FETCH_RETRIES, backoff=0.1)
                 summaries.append(run.call("summarise", model.summarise, page, kind="llm"))
         report = run.call("synthesise", model.synthesise, question, summaries, kind="llm")
@@ -79,4 +80,4 @@ def execute(session: Session, job: Job) -> dict:
         document = run.call("write_report", write_report, report, kind="tool")
         result = {"question": question, "sources": len(summaries), **document}
         run.complete(result)
-    return result
+    return {**result, "outcome": run.outcome}

@@ -57,6 +57,7 @@ def publisher(fail: bool):
 
 def attempt(session: Session, job: Job, *, fail_at_publish: bool) -> dict:
     period = job.input["period"]
+    result: dict = {}  # stays empty when an operator cancels or terminates the run
     with session.client.run(WORKFLOW_TYPE, workflow_id=job.workflow_id, run_id=job.run_id,
                             input=job.input, labels=job.labels) as run:
         ledgers = [
@@ -70,7 +71,7 @@ def attempt(session: Session, job: Job, *, fail_at_publish: bool) -> dict:
                              kind="tool", key=f"publish:{period}")
         result = {"period": period, "report": published["url"]}
         run.complete(result)
-    return result
+    return {**result, "outcome": run.outcome}
 
 
 def execute(session: Session, job: Job) -> dict:

@@ -34,6 +34,7 @@ def job(number: int, session: Session, *, intent: str | None = None) -> Job:
 def execute(session: Session, job: Job) -> dict:
     client, model = session.client, session.model
     ticket = job.input["ticket"]
+    result: dict = {}  # stays empty when an operator cancels or terminates the run
     with client.run(WORKFLOW_TYPE, workflow_id=job.workflow_id, run_id=job.run_id,
                     input=job.input, labels=job.labels) as run:
         triage = run.call("classify_ticket", model.classify_ticket, ticket, kind="llm")
@@ -54,7 +55,7 @@ def execute(session: Session, job: Job) -> dict:
                   "refund": refund, "approval": approval_decision,
                   "message_id": sent["message_id"]}
         run.complete(result)
-    return result
+    return {**result, "outcome": run.outcome}
 
 
 def _answer(session: Session, run, ticket: dict, customer: dict, articles: list[dict],

@@ -28,6 +28,7 @@ def job(number: int, session: Session) -> Job:
 
 def execute(session: Session, job: Job) -> dict:
     ticket, model = job.input["ticket"], session.model
+    result: dict = {}  # stays empty when an operator cancels or terminates the run
     with session.client.run(WORKFLOW_TYPE, workflow_id=job.workflow_id, run_id=job.run_id,
                             input=job.input, labels=job.labels) as run:
         customer = run.call("read_customer", help_desk.customer, ticket["customer_id"],
@@ -48,4 +49,4 @@ def execute(session: Session, job: Job) -> dict:
                  "Refunded." if refund else f"No refund: {assessment['reason']}.", kind="tool")
         result = {"ticket_id": ticket["ticket_id"], "refund": refund}
         run.complete(result)
-    return result
+    return {**result, "outcome": run.outcome}
