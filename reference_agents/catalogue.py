@@ -4,7 +4,8 @@ Each agent is one module declaring its identity (`NAME`, `NAMESPACE`, `WORKFLOW_
 `DESCRIPTION`), its scope (`TOOLS`: the tools it may call; `PRIVILEGED`: those that need a
 person's approval first), what it does wrong if anything (`MISBEHAVIOUR`, empty for the
 well-behaved ones), how often it starts a run in the demo (`INTERVAL`, and optionally `LANES`:
-how many runs it works on at once), and `job` / `execute` (see reference_agents.jobs).
+how many runs it works on at once; `RESUMES = False` for one that abandons unfinished work
+when its process restarts), and `job` / `execute` (see reference_agents.jobs).
 `manage.py bootstrap_demo` registers each one with that scope.
 """
 

@@ -69,7 +69,7 @@ def attempt(session: Session, job: Job) -> dict:
     topic = job.input["topic"]
     result: dict = {}  # stays empty when an operator cancels or terminates the run
     with session.client.run(WORKFLOW_TYPE, workflow_id=job.workflow_id, run_id=job.run_id,
-                            input=job.input, labels=job.labels) as run:
+                            input=job.input, labels=job.labels, new=job.new) as run:
         for n in range(1, job.input["feeds"] + 1):
             page = run.call("fetch_feed", fetch_feed, topic, n, kind="tool")
             summary = run.call("summarise", session.model.summarise, page, kind="llm")

@@ -25,6 +25,9 @@ class Job:
     run_id: str | None = None
     labels: dict = field(default_factory=dict)
     number: int = 0  # its place in the agent's stream: `job(number, session)` makes it again
+    # True when `run_id` was chosen for a run that does not exist yet (the SDK then starts it
+    # without asking Flightdeck for its history); False to resume the run `run_id` names.
+    new: bool = False
 
 
 @dataclass

@@ -57,7 +57,7 @@ def push_contacts(endpoint: str, api_key: str, contacts: list[dict]) -> dict:
 def execute(session: Session, job: Job) -> dict:
     result: dict = {}  # stays empty when an operator cancels or terminates the run
     with session.client.run(WORKFLOW_TYPE, workflow_id=job.workflow_id, run_id=job.run_id,
-                            input=job.input, labels=job.labels) as run:
+                            input=job.input, labels=job.labels, new=job.new) as run:
         contacts = run.call("fetch_contacts", fetch_contacts, job.input["customers"],
                             kind="tool")
         # The misbehaviour: the credential travels in the arguments, so it is recorded.

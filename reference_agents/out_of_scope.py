@@ -56,7 +56,7 @@ def execute(session: Session, job: Job) -> dict:
     model = session.model
     result: dict = {}  # stays empty when an operator cancels or terminates the run
     with session.client.run(WORKFLOW_TYPE, workflow_id=job.workflow_id, run_id=job.run_id,
-                            input=job.input, labels=job.labels) as run:
+                            input=job.input, labels=job.labels, new=job.new) as run:
         logs = run.call("read_logs", read_logs, service, 15, kind="tool")
         metrics = run.call("query_metrics", query_metrics, service, kind="tool")
         diagnosis = run.call("diagnose", model.diagnose, logs, metrics, kind="llm")

@@ -57,7 +57,7 @@ def execute(session: Session, job: Job) -> dict:
     question = job.input["question"]
     result: dict = {}  # stays empty when an operator cancels or terminates the run
     with session.client.run(WORKFLOW_TYPE, workflow_id=job.workflow_id, run_id=job.run_id,
-                            input=job.input, labels=job.labels) as run:
+                            input=job.input, labels=job.labels, new=job.new) as run:
         plan = run.call("plan_research", model.plan_research, question, job.input["depth"],
                         kind="llm")
         run.decide("plan", reason=f"{len(plan['steps'])} sub-questions", model=model.name,

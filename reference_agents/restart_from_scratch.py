@@ -21,6 +21,7 @@ TOOLS = ("fetch_ledger", "reconcile", "publish_report")
 PRIVILEGED = ()
 MISBEHAVIOUR = "restarts from scratch and redoes completed work"
 INTERVAL = 90
+RESUMES = False  # after a restart of its process, unfinished work is simply abandoned
 ACCOUNTS = ("cash", "receivables", "payables", "payroll")
 
 
@@ -59,7 +60,7 @@ def attempt(session: Session, job: Job, *, fail_at_publish: bool) -> dict:
     period = job.input["period"]
     result: dict = {}  # stays empty when an operator cancels or terminates the run
     with session.client.run(WORKFLOW_TYPE, workflow_id=job.workflow_id, run_id=job.run_id,
-                            input=job.input, labels=job.labels) as run:
+                            input=job.input, labels=job.labels, new=job.new) as run:
         ledgers = [
             run.call("fetch_ledger", fetch_ledger, account, period, kind="tool",
                      key=f"ledger:{account}:{period}")

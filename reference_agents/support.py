@@ -36,7 +36,7 @@ def execute(session: Session, job: Job) -> dict:
     ticket = job.input["ticket"]
     result: dict = {}  # stays empty when an operator cancels or terminates the run
     with client.run(WORKFLOW_TYPE, workflow_id=job.workflow_id, run_id=job.run_id,
-                    input=job.input, labels=job.labels) as run:
+                    input=job.input, labels=job.labels, new=job.new) as run:
         triage = run.call("classify_ticket", model.classify_ticket, ticket, kind="llm")
         intent = triage["intent"]
         run.decide(intent, reason=triage["reason"], model=model.name,

@@ -30,7 +30,7 @@ def execute(session: Session, job: Job) -> dict:
     ticket, model = job.input["ticket"], session.model
     result: dict = {}  # stays empty when an operator cancels or terminates the run
     with session.client.run(WORKFLOW_TYPE, workflow_id=job.workflow_id, run_id=job.run_id,
-                            input=job.input, labels=job.labels) as run:
+                            input=job.input, labels=job.labels, new=job.new) as run:
         customer = run.call("read_customer", help_desk.customer, ticket["customer_id"],
                             kind="tool")
         assessment = run.call("assess_refund", model.assess_refund, ticket, customer, [],

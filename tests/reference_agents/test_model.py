@@ -21,7 +21,9 @@ from reference_agents import help_desk, library
 from reference_agents.model import FakeModel
 model = FakeModel()
 ticket = help_desk.ticket(5)
-print(json.dumps([model.classify_ticket(ticket), model.plan_research("Why?", 4),
+print(json.dumps([model.classify_ticket(ticket),
+                  [model.search_query(help_desk.ticket(n), "q") for n in range(12)],
+                  model.plan_research("Why?", 4),
                   help_desk.customer("C-0007"), library.search("grid storage"),
                   model.summarise(library.page("https://news.example.com/a/1"))]))
 """
@@ -29,7 +31,10 @@ print(json.dumps([model.classify_ticket(ticket), model.plan_research("Why?", 4),
 
 def test_answers_are_the_same_in_another_process():
     model = FakeModel()
-    here = [model.classify_ticket(help_desk.ticket(5)), model.plan_research("Why?", 4),
+    ticket = help_desk.ticket(5)
+    here = [model.classify_ticket(ticket),
+            [model.search_query(help_desk.ticket(n), "q") for n in range(12)],
+            model.plan_research("Why?", 4),
             help_desk.customer("C-0007"), library.search("grid storage"),
             model.summarise(library.page("https://news.example.com/a/1"))]
     # PYTHONHASHSEED differs between processes: nothing may depend on hash().
