@@ -20,6 +20,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 from reference_agents import catalogue, runner
@@ -127,17 +128,26 @@ def run_demo(args: argparse.Namespace) -> int:
     sessions = {agent.NAME: session_for(agent.NAME, args) for agent in agents}
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    runner.demo(agents, sessions, stop, interval_scale=args.interval_scale)
-    logging.getLogger("reference_agents").info(
-        "%d reference agents at work against %s", len(agents), args.url or "FLIGHTDECK_URL")
+    threads = runner.demo(agents, sessions, stop, interval_scale=args.interval_scale)
+    log = logging.getLogger("reference_agents")
+    log.info("%d reference agents at work against %s", len(agents), args.url or "FLIGHTDECK_URL")
     try:
         while not stop.wait(1):
             pass
     except KeyboardInterrupt:
         stop.set()
+    log.info("stopping: unfinished runs stay open and are resumed at the next start")
+    deadline = time.monotonic() + 5
+    for thread in threads:  # those between steps stop now; those waiting on a person do not
+        thread.join(max(0, deadline - time.monotonic()))
     for session in sessions.values():
         session.close(timeout=5)
-    return 0
+    # Threads still waiting (for an approval, say) are abandoned. os._exit rather than a normal
+    # exit: the interpreter's shutdown would race those daemon threads (a thread writing a log
+    # line then can abort the process), and everything they recorded is in the spool already.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def list_agents() -> int:
