@@ -108,6 +108,7 @@ class Client:
             self._runs[key] = run
             self._ended.pop(key, None)
         self._outbox.add(run._folder)
+        self._outbox.wake()
         if self._poller is not None:
             self._poller.notify()
 

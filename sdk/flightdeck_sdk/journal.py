@@ -91,7 +91,8 @@ class Journal:
         position = size
         while position > 0:
             start = max(0, position - 65536)
-            chunk = os.pread(fd, position - start, start)
+            os.lseek(fd, start, os.SEEK_SET)  # (no os.pread: it is missing on Windows)
+            chunk = os.read(fd, position - start)
             newline = chunk.rfind(b"\n")
             if newline >= 0:
                 return start + newline + 1

@@ -40,7 +40,7 @@ class Outbox:
         self._orphans: dict[str, RunFolder] = {}
         self._acks: list[tuple[str, str, str]] = []
         self._condition = threading.Condition()
-        self._wake = False
+        self._wake = True  # a first pass at once: orphans found below are sent now
         self._stopping = False
         self._failures = 0
         self._last_scan = 0.0

@@ -93,14 +93,15 @@ class _ActivityStep:
     completed. Shared by the synchronous and the asyncio paths."""
 
     def __init__(self, run: Run, activity_type: str, kind: str, key: str, position: int,
-                 scheduled_event_id: int, attempts_before: int, retries: int,
-                 backoff: float, identity: str | None):
+                 scheduled_event_id: int | None, attempts_before: int, retries: int,
+                 backoff: float, identity: str | None, scheduled_attributes: dict | None = None):
         self.run = run
         self.activity_type = activity_type
         self.kind = kind
         self.key = key
         self.position = position
-        self.scheduled = scheduled_event_id
+        self.scheduled = scheduled_event_id  # None until written with the first attempt
+        self.scheduled_attributes = scheduled_attributes
         self.attempt = attempts_before
         self.last_attempt = attempts_before + 1 + max(0, retries)
         self.backoff = backoff
@@ -114,10 +115,14 @@ class _ActivityStep:
 
     def start_attempt(self) -> None:
         self.attempt += 1
-        (self.started_event,) = self.run._record(
-            [("activity.started", self._attributes(), {"scheduled": self.scheduled})],
-            identity=self.identity,
-        )
+        with self.run._lock:  # the ids below are the next ones: nothing may come between
+            items = []
+            if self.scheduled is None:
+                # Scheduled and first started in one write: one fsync instead of two.
+                self.scheduled = self.run._next_event_id
+                items.append(("activity.scheduled", self.scheduled_attributes, {}))
+            items.append(("activity.started", self._attributes(), {"scheduled": self.scheduled}))
+            self.started_event = self.run._record(items, identity=self.identity)[-1]
         self.started_at = time.monotonic()
 
     def _refs(self) -> dict:
@@ -241,7 +246,6 @@ class Run:
                     "holds a history for it; open it without new=True to resume it"
                 )
             self._restore(RecordedHistory.read(events))
-            self.client._register(self)
             if not self._history.started:
                 self._record([("workflow.started",
                                {"labels": self._labels, "input": jsonable(self._input)}, {})],
@@ -250,6 +254,8 @@ class Run:
                 self._record([("marker.recorded", {
                     "marker": "resumed", "recorded_events": self._history.last_event_id,
                     "recorded_steps": len(self._history.steps)}, {})])
+            # Registered once started: commands are dispatched to it, its folder is sent.
+            self.client._register(self)
         except BaseException:
             self._release()
             raise
@@ -541,13 +547,12 @@ class Run:
             # step runs again, as the next attempt of the same scheduled activity.
             scheduled, attempts_before = recorded.scheduled_event_id, recorded.attempts
         else:
-            (scheduled,) = self._record([("activity.scheduled", {
-                "activity_type": name, "kind": kind, "activity_key": key, "position": position,
-                "input": activity_input, "max_attempts": 1 + max(0, retries)}, {})],
-                identity=identity)
-            attempts_before = 0
+            scheduled, attempts_before = None, 0
         return _ActivityStep(self, name, kind, key, position, scheduled, attempts_before,
-                             retries, backoff, identity)
+                             retries, backoff, identity, scheduled_attributes={
+                                 "activity_type": name, "kind": kind, "activity_key": key,
+                                 "position": position, "input": activity_input,
+                                 "max_attempts": 1 + max(0, retries)})
 
     def request_approval(self, action: str, arguments=None, *, summary: str = "",
                          risk: str = "medium", approvals: int = 1, timeout: float = 600,

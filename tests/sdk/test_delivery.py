@@ -71,7 +71,7 @@ def test_events_arrive_in_order_dense_and_complete(sdk_client):
 def test_the_spool_delivers_everything_once_when_the_server_was_down_mid_run(
     sdk_client, asgi_server, service_env, tmp_path
 ):
-    client = sdk_client(max_backoff=1)
+    client = sdk_client(max_backoff=1, command_wait=1)  # a short poll: the server stops fast
     with client.run("support", "ticket-200") as run:
         for n in range(3):
             run.call("search_kb", search_kb.__wrapped__, f"q{n}")

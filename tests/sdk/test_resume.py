@@ -11,9 +11,13 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import pytest
+from flightdeck_sdk import FlightdeckError
+
 from history.durability import analyse
 from history.models import Run
-from tests.interventions.services import wait_until
+from tests.builders import event
+from tests.interventions.services import request, wait_until
 from tests.sdk.conftest import attributes, live, stored
 
 AGENT = Path(__file__).with_name("resumable_agent.py")
@@ -84,3 +88,55 @@ def test_a_killed_agent_resumes_without_calling_completed_tools_again(
         ("activity.completed", 2)]
     assert [e.type for e in events].count("marker.recorded") == 2  # two processes resumed
     assert analyse(run).findings == []
+
+
+@live
+def test_a_run_resumed_on_another_machine_replays_from_flightdecks_history(
+    sdk_client, tmp_path
+):
+    counted = Counter()
+
+    def tool(name):
+        def call(argument):
+            counted[name] += 1
+            return f"{name}({argument})"
+
+        return call
+
+    def agent(client, run_id=None, crash=False):
+        with client.run("research", "r-moved", run_id) as run:
+            notes = run.call("read", tool("read"), "paper")
+            run.decide("summarise", basis=notes)
+            if crash:
+                raise KeyboardInterrupt  # this machine goes away
+            run.call("write", tool("write"), notes)
+        return run
+
+    first = sdk_client(spool_dir=tmp_path / "machine-a")
+    with pytest.raises(KeyboardInterrupt):
+        agent(first, crash=True)
+    assert first.flush(30)
+    run_id = Run.objects.get(workflow_id="r-moved").run_id
+
+    second = sdk_client(spool_dir=tmp_path / "machine-b")  # an empty spool
+    run = agent(second, run_id)
+    assert run.outcome == "completed"
+    assert counted == {"read": 1, "write": 1}
+    assert second.flush(30)
+    events = stored("r-moved", run_id)
+    assert [e.event_id for e in events] == list(range(1, len(events) + 1))
+    assert [e.type for e in events].count("decision.made") == 1
+    assert events[-1].type == "workflow.completed"
+    assert second.dead_letters() == []
+
+
+@live
+def test_a_history_with_gaps_is_not_resumed(sdk_client, asgi_server, agent_token):
+    events = [event(1, "workflow.started", workflow_id="r-gap", run_id="x"),
+              event(3, workflow_id="r-gap", run_id="x")]
+    status, _, _ = request(asgi_server.url, "POST", "/api/v1/ingest", body={"events": events},
+                           headers={"Authorization": f"Bearer {agent_token}"})
+    assert status == 200
+    client = sdk_client()
+    with pytest.raises(FlightdeckError, match="has gaps"), client.run("research", "r-gap", "x"):
+        pass
