@@ -71,6 +71,13 @@ def pytest_configure(config):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+def pytest_collection_modifyitems(config, items):
+    # Browser tests last: the session-wide Playwright keeps an event loop running on the main
+    # thread (and sets DJANGO_ALLOW_ASYNC_UNSAFE) from its first use to the end of the session,
+    # which would break every later test that calls asyncio.run (the SDK's, Temporal's).
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
+
+
 def pytest_runtest_setup(item):
     for marker in SERVICE_MARKERS:
         if item.get_closest_marker(marker) is None:
