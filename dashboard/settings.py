@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "history",
     "interventions",
     "audit",
+    "temporal",
     "dashboard",
 ]
 
@@ -165,6 +166,10 @@ CELERY_TASK_ROUTES = {
     "interventions.deliver_command": {"queue": "commands"},
     "interventions.sweep": {"queue": "commands"},
     "interventions.notify": {"queue": "slow"},
+    # Following Temporal services (long sessions) and importing large history files.
+    "temporal.follow_connections": {"queue": "temporal"},
+    "temporal.follow_connection": {"queue": "temporal"},
+    "temporal.import_history": {"queue": "temporal"},
 }
 # One message at a time per worker process: with late acks a prefetched message would wait
 # behind a slow one and count against the visibility timeout.
@@ -176,6 +181,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "interventions.sweep",
         "schedule": float(env_int("COMMAND_SWEEP_INTERVAL_SECONDS", 15, minimum=1)),
         "options": {"queue": "commands"},
+    },
+    "follow-temporal": {
+        "task": "temporal.follow_connections",
+        "schedule": float(env_int("TEMPORAL_FOLLOW_INTERVAL_SECONDS", 5, minimum=1)),
+        "options": {"queue": "temporal"},
     },
 }
 CELERY_TASK_IGNORE_RESULT = True
@@ -205,6 +215,26 @@ NOTIFY_WEBHOOK_SECRET = env_str("NOTIFY_WEBHOOK_SECRET") or ""
 # Links in notifications point here.
 FLIGHTDECK_BASE_URL = env_str("FLIGHTDECK_BASE_URL") or "http://127.0.0.1:8000"
 FLIGHTDECK_ENCRYPTION_KEYS = env_list("FLIGHTDECK_ENCRYPTION_KEYS", [])
+
+# --- Temporal (docs/temporal.md): imports of history files and following live services.
+TEMPORAL_IMPORT_MAX_BYTES = env_int("TEMPORAL_IMPORT_MAX_BYTES", 100 * 1024 * 1024, minimum=1024)
+# Files up to this size are imported while the upload waits; larger ones by a Celery task.
+TEMPORAL_IMPORT_INLINE_MAX_BYTES = env_int(
+    "TEMPORAL_IMPORT_INLINE_MAX_BYTES", 1024 * 1024, minimum=0
+)
+# Temporal payloads may reach 2 MB each; an event over this is stored shortened, never lost.
+TEMPORAL_MAX_ATTRIBUTES_BYTES = env_int(
+    "TEMPORAL_MAX_ATTRIBUTES_BYTES", 4 * 1024 * 1024, minimum=1024
+)
+TEMPORAL_FOLLOW_SESSION_SECONDS = env_int("TEMPORAL_FOLLOW_SESSION_SECONDS", 50, minimum=1)
+TEMPORAL_FOLLOW_LIST_INTERVAL_SECONDS = env_int(
+    "TEMPORAL_FOLLOW_LIST_INTERVAL_SECONDS", 5, minimum=1
+)
+TEMPORAL_FOLLOW_CLOSED_WITHIN_SECONDS = env_int(
+    "TEMPORAL_FOLLOW_CLOSED_WITHIN_SECONDS", 86400, minimum=0
+)
+TEMPORAL_FOLLOW_MAX_WATCHED = env_int("TEMPORAL_FOLLOW_MAX_WATCHED", 100, minimum=1)
+TEMPORAL_RPC_TIMEOUT_SECONDS = env_int("TEMPORAL_RPC_TIMEOUT_SECONDS", 10, minimum=1)
 
 # --- Mail: SMTP when EMAIL_HOST is set; otherwise printed to the console in development and
 # dropped in production (notifications then go only to the chat webhook, if any).
