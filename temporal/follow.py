@@ -34,7 +34,7 @@ from temporal.models import TemporalConnection
 
 log = logging.getLogger(__name__)
 
-FOLLOW_TOKEN_NAME = "Temporal follower (internal, no secret)"
+FOLLOW_TOKEN_NAME = "Temporal follower (internal, no secret)"  # noqa: S105 - a label
 PAGE_SIZE = 1000
 MAX_LIST_PAGES = 20  # workflows listed per round: at most PAGE_SIZE * this
 LONG_POLL_SECONDS = 30  # one long-poll call; the server answers earlier when nothing happens

@@ -25,7 +25,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from temporalio.api.history.v1 import HistoryEvent
 
 from history.wire import MAX_EVENT_ID, decode_json
-from temporal.mapping import EVENT_TYPE_PREFIX, attributes_key
+from temporal.mapping import EVENT_TYPE_PREFIX
 
 MAX_ID_LENGTH = 255
 _PASCAL = re.compile(r"[A-Z][A-Za-z0-9]*")

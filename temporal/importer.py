@@ -32,7 +32,7 @@ from temporal.models import ImportState, TemporalImport
 log = logging.getLogger(__name__)
 
 DEFAULT_AGENT = "temporal-import"
-IMPORT_TOKEN_NAME = "Temporal import (internal, no secret)"
+IMPORT_TOKEN_NAME = "Temporal import (internal, no secret)"  # noqa: S105 - a label
 CHUNK = 2000  # events per ingest transaction; progress moves this often
 LONG_STRING = 4096  # strings longer than this are left out of an oversized event
 
