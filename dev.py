@@ -68,7 +68,8 @@ def manage(*args: str, env: dict) -> None:
 
 def serve_commands(address: str, env: dict) -> list[subprocess.Popen]:
     """The processes of a running Flightdeck: the ASGI server (uvicorn; agents' long-polls wait
-    without a thread each) and a Celery worker with its beat scheduler (delivery, the sweeper).
+    without a thread each) and a Celery worker with its beat scheduler (delivery, the sweeper,
+    following Temporal connections).
     """
     host, _, port = address.rpartition(":")
     server = subprocess.Popen(
@@ -76,8 +77,9 @@ def serve_commands(address: str, env: dict) -> list[subprocess.Popen]:
          "--port", port, "--no-access-log"], cwd=ROOT, env=env,
     )
     worker = subprocess.Popen(
-        [str(BIN / "celery"), "-A", "dashboard", "worker", "-B", "-Q", "commands,slow",
-         "-c", "2", "-l", "warning", "--schedule", str(var_dir(env) / "celerybeat-schedule")],
+        # -c 3: a Temporal follow session holds a process for its length (docs/temporal.md).
+        [str(BIN / "celery"), "-A", "dashboard", "worker", "-B", "-Q", "commands,slow,temporal",
+         "-c", "3", "-l", "warning", "--schedule", str(var_dir(env) / "celerybeat-schedule")],
         cwd=ROOT, env=env,
     )
     return [server, worker]

@@ -29,6 +29,7 @@ from google.protobuf.json_format import MessageToDict
 
 from history.ingest import STORED, RunOfAnotherAgent, ingest_parsed
 from history.models import Run
+from temporal.history_files import whole_numbers
 from temporal.importer import ImportRefused, parse_wire, writer_token
 from temporal.models import TemporalConnection
 
@@ -197,7 +198,7 @@ class Session:
                 f"{key[0]} / {key[1]}: expected event {stored + 1}, got {events[0].event_id}"
             )
             return None
-        canonical = [(event.event_id, MessageToDict(event)) for event in events]
+        canonical = [(event.event_id, whole_numbers(MessageToDict(event))) for event in events]
         try:
             written, through = await _store(self.connection, self.token, key, canonical)
         except (RunOfAnotherAgent, ImportRefused) as exc:

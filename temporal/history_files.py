@@ -172,8 +172,22 @@ def normalize_event(item, path: str) -> tuple[int, dict]:
     if isinstance(event_type, str) and event_type.startswith(EVENT_TYPE_PREFIX) and isinstance(
         item["eventId"], str
     ):
-        return event_id, item  # canonical already: nothing to rewrite
-    return event_id, _canonical(item, path)
+        return event_id, whole_numbers(item)  # canonical enums and integers already
+    return event_id, whole_numbers(_canonical(item, path))
+
+
+def whole_numbers(value):
+    """`value` with every float that is a whole number written as an integer, as Go's
+    protobuf JSON (the CLI, the server) writes doubles such as backoffCoefficient (2, where
+    Python's MessageToDict gives 2.0): the same history then stores the same bytes."""
+    if isinstance(value, dict):
+        return {key: whole_numbers(item) if isinstance(item, dict | list | float) else item
+                for key, item in value.items()}
+    if isinstance(value, list):
+        return [whole_numbers(item) for item in value]
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    return value
 
 
 def _event_id(value, path: str) -> int:

@@ -16,6 +16,7 @@ the `slow` queue with temporalio's asyncio client, one `asyncio.run` per deliver
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
@@ -43,36 +44,58 @@ class TemporalConnector(Connector):
 
     def dispatch(self, command) -> Outcome:
         from access.encryption import UnreadableSecret
+        from temporal.confirmations import identity_for
         from temporal.models import TemporalConnection
 
         connection = TemporalConnection.objects.filter(agent_id=command.agent_id).first()
         if connection is None:
             return Outcome(error="the agent no longer has a Temporal connection")
+        run = command.run
+        # Everything the calls need, read here: no database access from the event loop.
+        call = Call(
+            kind=command.kind, workflow_id=run.workflow_id, run_id=run.run_id,
+            identity=identity_for(command), request_id=str(command.id),
+            reason=command.reason or f"{command.kind} from Flightdeck",
+            signal_name=(command.signal_name if command.kind == CommandKind.SIGNAL
+                         else connection.approval_signal),
+            payload=command.payload, namespace=connection.temporal_namespace,
+        )
         try:
-            return asyncio.run(_deliver(connection, command))
+            return asyncio.run(_deliver(connection, call))
         except UnreadableSecret as exc:
             return Outcome(error=f"Temporal connection {connection.name}: {exc}")
 
 
-async def _deliver(connection, command) -> Outcome:
+@dataclass(frozen=True)
+class Call:
+    kind: str
+    workflow_id: str
+    run_id: str
+    identity: str
+    request_id: str
+    reason: str
+    signal_name: str
+    payload: dict
+    namespace: str
+
+
+async def _deliver(connection, call: Call) -> Outcome:
     from temporalio.service import RPCError
 
     from temporal.client import connect
-    from temporal.confirmations import identity_for
 
-    identity = identity_for(command)
     try:
-        client = await connect(connection, identity=identity)
+        client = await connect(connection, identity=call.identity)
     except Exception as exc:  # unreachable, TLS or authentication trouble: retried
         return Outcome(retry=True, error=f"Temporal at {connection.address}: {exc}"[:500])
     try:
-        await _call(client, connection, command, identity)
+        await _call(client, call)
     except RPCError as exc:
-        return await _answer(client, connection, command, exc)
+        return await _answer(client, call, exc)
     return Outcome(delivered=True)
 
 
-async def _call(client, connection, command, identity: str) -> None:
+async def _call(client, call: Call) -> None:
     from temporalio.api.common.v1 import Payloads, WorkflowExecution
     from temporalio.api.workflowservice.v1 import (
         PauseWorkflowExecutionRequest,
@@ -84,62 +107,57 @@ async def _call(client, connection, command, identity: str) -> None:
     from temporalio.converter import default
 
     service = client.workflow_service
-    namespace = connection.temporal_namespace
-    run = command.run
-    execution = WorkflowExecution(workflow_id=run.workflow_id, run_id=run.run_id)
-    request_id = str(command.id)
+    execution = WorkflowExecution(workflow_id=call.workflow_id, run_id=call.run_id)
     timeout = timedelta(seconds=settings.TEMPORAL_RPC_TIMEOUT_SECONDS)
-    reason = command.reason or f"{command.kind} from Flightdeck"
-    kind = command.kind
-    if kind in (CommandKind.PAUSE, CommandKind.RESUME):
-        request_type = (PauseWorkflowExecutionRequest if kind == CommandKind.PAUSE
-                        else UnpauseWorkflowExecutionRequest)
-        call = (service.pause_workflow_execution if kind == CommandKind.PAUSE
-                else service.unpause_workflow_execution)
-        await call(request_type(
-            namespace=namespace, workflow_id=run.workflow_id, run_id=run.run_id,
-            identity=identity, reason=reason, request_id=request_id,
+    if call.kind in (CommandKind.PAUSE, CommandKind.RESUME):
+        pause = call.kind == CommandKind.PAUSE
+        request_type = PauseWorkflowExecutionRequest if pause else UnpauseWorkflowExecutionRequest
+        method = (service.pause_workflow_execution if pause
+                  else service.unpause_workflow_execution)
+        await method(request_type(
+            namespace=call.namespace, workflow_id=call.workflow_id, run_id=call.run_id,
+            identity=call.identity, reason=call.reason, request_id=call.request_id,
         ), timeout=timeout)
-    elif kind == CommandKind.CANCEL:
+    elif call.kind == CommandKind.CANCEL:
         await service.request_cancel_workflow_execution(RequestCancelWorkflowExecutionRequest(
-            namespace=namespace, workflow_execution=execution, identity=identity,
-            request_id=request_id, reason=reason,
+            namespace=call.namespace, workflow_execution=execution, identity=call.identity,
+            request_id=call.request_id, reason=call.reason,
         ), timeout=timeout)
-    elif kind == CommandKind.TERMINATE:
+    elif call.kind == CommandKind.TERMINATE:
         await service.terminate_workflow_execution(TerminateWorkflowExecutionRequest(
-            namespace=namespace, workflow_execution=execution, reason=reason, identity=identity,
+            namespace=call.namespace, workflow_execution=execution, reason=call.reason,
+            identity=call.identity,
         ), timeout=timeout)
     else:  # signal, approve, reject
-        name = command.signal_name if kind == CommandKind.SIGNAL else connection.approval_signal
-        payloads = await default().encode([command.payload])
+        payloads = await default().encode([call.payload])
         await service.signal_workflow_execution(SignalWorkflowExecutionRequest(
-            namespace=namespace, workflow_execution=execution, signal_name=name,
-            input=Payloads(payloads=payloads), identity=identity, request_id=request_id,
+            namespace=call.namespace, workflow_execution=execution,
+            signal_name=call.signal_name, input=Payloads(payloads=payloads),
+            identity=call.identity, request_id=call.request_id,
         ), timeout=timeout)
 
 
-async def _answer(client, connection, command, exc) -> Outcome:
+async def _answer(client, call: Call, exc) -> Outcome:
     """What a refusal by the service means for the command, in words an operator can act on."""
     code = exc.status.name if exc.status is not None else "UNKNOWN"
-    message = f"Temporal refused {command.kind}: {exc.message} ({code})"[:1000]
+    message = f"Temporal refused {call.kind}: {exc.message} ({code})"[:1000]
     if code in RETRY_CODES:
         return Outcome(retry=True, error=message)
-    if command.kind in (CommandKind.PAUSE, CommandKind.RESUME) and (
-        code in ("UNIMPLEMENTED", "PERMISSION_DENIED")
-        or ("pause" in exc.message.lower() and "enabled" in exc.message.lower())
-        or "disabled" in exc.message.lower()
+    text = exc.message.lower()
+    if call.kind in (CommandKind.PAUSE, CommandKind.RESUME) and (
+        code in ("UNIMPLEMENTED", "PERMISSION_DENIED") or "disabled" in text
+        or ("pause" in text and "enabled" in text)
     ):
         return Outcome(error=(
             f"{message}. Workflow pause is disabled on this Temporal service "
             "(dynamic config frontend.WorkflowPauseEnabled)"
         ))
-    if command.kind == CommandKind.TERMINATE and await _terminated_already(client, connection,
-                                                                          command):
+    if call.kind == CommandKind.TERMINATE and await _terminated_already(client, call):
         return Outcome(delivered=True)  # an earlier attempt of this command got through
     return Outcome(error=message)
 
 
-async def _terminated_already(client, connection, command) -> bool:
+async def _terminated_already(client, call: Call) -> bool:
     """Whether the run is terminated already (a repeated delivery after a lost answer; a
     termination carries no request id for Temporal to deduplicate it by)."""
     from temporalio.api.common.v1 import WorkflowExecution
@@ -150,9 +168,8 @@ async def _terminated_already(client, connection, command) -> bool:
     try:
         answer = await client.workflow_service.describe_workflow_execution(
             DescribeWorkflowExecutionRequest(
-                namespace=connection.temporal_namespace,
-                execution=WorkflowExecution(workflow_id=command.run.workflow_id,
-                                            run_id=command.run.run_id),
+                namespace=call.namespace,
+                execution=WorkflowExecution(workflow_id=call.workflow_id, run_id=call.run_id),
             ),
             timeout=timedelta(seconds=settings.TEMPORAL_RPC_TIMEOUT_SECONDS),
         )
