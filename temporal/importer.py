@@ -25,6 +25,8 @@ from audit.log import record
 from history.ingest import CONFLICT, DUPLICATE, STORED, RunOfAnotherAgent, ingest_parsed
 from history.models import Event, Run
 from history.wire import InvalidEvent, ParsedEvent, parse_event
+from interventions import connector_settings
+from interventions.vocabulary import ConnectorKind
 from temporal import history_files
 from temporal.mapping import to_wire
 from temporal.models import ImportState, TemporalImport
@@ -73,10 +75,14 @@ def import_agent(namespace: Namespace, name: str, user) -> Agent:
         )
     try:
         with transaction.atomic():
-            return Agent.objects.create(
+            agent = Agent.objects.create(
                 namespace=namespace, name=name,
                 description="Runs imported from Temporal history files.",
             )
+            # Its runs are records, not reachable workflows: commands to them are refused
+            # ("no Temporal connection") rather than queued for an agent that never polls.
+            connector_settings.configure(agent, kind=ConnectorKind.TEMPORAL, actor=user)
+            return agent
     except IntegrityError:  # created meanwhile by a concurrent import
         return Agent.objects.get(namespace=namespace, name=name)
 
