@@ -238,7 +238,7 @@ def _walk(value: dict, descriptor, path: str) -> dict:
             value_field = field.message_type.fields_by_name["value"]
             out[key] = {name: _convert(value_field, entry, path) for name, entry in item.items()} \
                 if isinstance(item, dict) else item
-        elif field.label == FieldDescriptor.LABEL_REPEATED and isinstance(item, list):
+        elif field.is_repeated and isinstance(item, list):
             out[key] = [_convert(field, entry, path) for entry in item]
         else:
             out[key] = _convert(field, item, path)
