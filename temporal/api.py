@@ -117,12 +117,13 @@ class TemporalImportView(APIView):
         return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": body["url"]})
 
     def _content(self, request) -> tuple[bytes, str]:
-        data = request.data
-        if isinstance(data, dict) and "content" in data and not hasattr(data, "getlist"):
-            if not data["content"]:
+        if not request.content_type.startswith("multipart/form-data"):
+            data = request.data  # an empty body parses to an empty dict
+            content = data.get("content") if isinstance(data, dict) else None
+            if not content:
                 raise exceptions.ValidationError({"detail": "the body is empty: send the "
                                                   "history JSON"})
-            return data["content"], ""
+            return content, ""
         upload = request.FILES.get("file")
         if upload is None:
             raise exceptions.ValidationError({"detail": "file: send the history as the request "
