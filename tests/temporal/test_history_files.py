@@ -74,8 +74,8 @@ def test_an_array_of_histories_gives_each_run():
 
 def test_a_history_without_its_start_event_needs_the_ids_given():
     later = {"events": events()[5:]}
-    with pytest.raises(HistoryError, match="does not name its workflow id.*give it as "
-                                           "workflow_id"):
+    with pytest.raises(HistoryError, match=r"does not name its workflow id.*give it as "
+                                           r"workflow_id"):
         read(dumps(later))
     [found] = read(dumps(later), workflow_id="wf-given", run_id="run-given")
     assert (found.workflow_id, found.run_id, found.event_ids[0]) == ("wf-given", "run-given", 6)

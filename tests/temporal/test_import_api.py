@@ -145,7 +145,9 @@ def test_a_large_file_is_imported_by_the_task_with_progress(post, ivy, settings,
     assert len(callbacks) == 1  # the task is enqueued after commit
     import_history(TemporalImport.objects.get(uuid=body["uuid"]).pk)  # what the worker runs
     status = client.get(f"{URL}/{body['uuid']}").json()
-    assert (status["state"], status["events_done"], status["events_total"]) == ("done", EVENTS, EVENTS)
+    assert (status["state"], status["events_done"], status["events_total"]) == (
+        "done", EVENTS, EVENTS
+    )
 
 
 def test_an_import_over_the_limit_is_413(post, ivy, settings):

@@ -14,7 +14,7 @@ from tests.temporal.samples import dumps, history, history_bytes
 PAGE = "/namespaces/acme/temporal/import/"
 
 
-def upload(content: bytes = None, name: str = "history.json", **fields) -> dict:
+def upload(content: bytes | None = None, name: str = "history.json", **fields) -> dict:
     return {"file": SimpleUploadedFile(name, history_bytes() if content is None else content),
             **fields}
 
