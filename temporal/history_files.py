@@ -30,6 +30,8 @@ from temporal.mapping import EVENT_TYPE_PREFIX
 MAX_ID_LENGTH = 255
 _PASCAL = re.compile(r"[A-Z][A-Za-z0-9]*")
 _WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z][a-z0-9]*")
+# A JSON number such as 2.0 or 1.00 (and, harmlessly, such text inside a string).
+_WHOLE_FLOAT = re.compile(rb"\d\.0+(?:[eE][+-]?\d+)?\s*[,}\]]")
 _INT64 = frozenset({
     FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_SINT64,
     FieldDescriptor.TYPE_FIXED64, FieldDescriptor.TYPE_SFIXED64,
@@ -65,12 +67,14 @@ def read(content: bytes, *, workflow_id: str = "", run_id: str = "") -> list[Tem
         data = decode_json(content)
     except ValueError as exc:
         raise HistoryError(f"the file is not JSON ({exc})") from None
+    # Whole-number floats (2.0) are rare in histories; only a file that has one is walked.
+    floats = _WHOLE_FLOAT.search(content) is not None
     found = list(_histories(data))
     if len(found) > 1 and run_id:
         raise HistoryError(
             f"run_id: the file holds {len(found)} histories; a run id can only be given for one"
         )
-    return [_history(events, path, wrapper, workflow_id, run_id)
+    return [_history(events, path, wrapper, workflow_id, run_id, floats)
             for events, path, wrapper in found]
 
 
@@ -118,11 +122,11 @@ def _kind(value) -> str:
 
 
 def _history(events: list, where: str, wrapper: dict, workflow_id: str,
-             run_id: str) -> TemporalHistory:
+             run_id: str, floats: bool) -> TemporalHistory:
     by_id: dict[int, dict] = {}
     for index, item in enumerate(events):
         path = f"{where}[{index}]" if where else f"[{index}]"
-        event_id, event = normalize_event(item, path)
+        event_id, event = normalize_event(item, path, floats=floats)
         earlier = by_id.get(event_id)
         if earlier is not None and earlier != event:
             raise HistoryError(
@@ -154,8 +158,9 @@ def _identity(history: TemporalHistory, wrapper: dict, key: str, given: str, opt
     return value
 
 
-def normalize_event(item, path: str) -> tuple[int, dict]:
-    """(event id, the event in canonical form). Canonical events are returned as they are."""
+def normalize_event(item, path: str, *, floats: bool = True) -> tuple[int, dict]:
+    """(event id, the event in canonical form). Canonical events are returned as they are;
+    `floats=False` says the file has no whole-number float to rewrite."""
     if not isinstance(item, dict):
         raise HistoryError(f"{path}: must be an event object, not {_kind(item)}")
     if "eventType" not in item:
@@ -172,8 +177,10 @@ def normalize_event(item, path: str) -> tuple[int, dict]:
     if isinstance(event_type, str) and event_type.startswith(EVENT_TYPE_PREFIX) and isinstance(
         item["eventId"], str
     ):
-        return event_id, whole_numbers(item)  # canonical enums and integers already
-    return event_id, whole_numbers(_canonical(item, path))
+        # Canonical enums and integers already.
+        return event_id, whole_numbers(item) if floats else item
+    event = _canonical(item, path)
+    return event_id, whole_numbers(event) if floats else event
 
 
 def whole_numbers(value):

@@ -15,6 +15,7 @@ fields; next to it a few fields Flightdeck's pages read (`activity_type`, `input
 from __future__ import annotations
 
 import re
+from functools import cache
 
 from history.payloads import decode_payload
 
@@ -113,10 +114,22 @@ _ATTRIBUTES_KEY = re.compile(r"[a-z][A-Za-z]*EventAttributes")
 
 def attributes_key(event: dict) -> str | None:
     """The key of the event's `...EventAttributes` object, whatever its type."""
+    expected = _expected_key(event.get("eventType"))
+    if expected in event:
+        return expected
     for key in event:
         if key.endswith("EventAttributes") and _ATTRIBUTES_KEY.fullmatch(key):
             return key
     return None
+
+
+@cache
+def _expected_key(event_type) -> str:
+    """EVENT_TYPE_TIMER_FIRED -> timerFiredEventAttributes (the protobuf JSON field name)."""
+    if not isinstance(event_type, str) or not event_type.startswith(EVENT_TYPE_PREFIX):
+        return ""
+    words = event_type[len(EVENT_TYPE_PREFIX):].lower().split("_")
+    return words[0] + "".join(word.capitalize() for word in words[1:]) + "EventAttributes"
 
 
 def to_wire(event: dict, *, workflow_id: str, run_id: str, event_id: int) -> dict:
