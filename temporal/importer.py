@@ -9,9 +9,11 @@ a run is never left with a gap; importing the same file again stores nothing new
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import logging
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -269,11 +271,12 @@ def perform(imp: TemporalImport, *, request=None,
             progress(done, imp.events_total)
 
     try:
-        runs = prepare(content, workflow_id=imp.workflow_id, run_id=imp.run_id)
-        imp.events_total = sum(len(run.events) for run in runs)
-        TemporalImport.objects.filter(pk=imp.pk).update(events_total=imp.events_total)
-        check_conflicts(imp.namespace, imp.agent, runs)
-        stored, duplicates = store(writer_token(imp.agent), runs, moved)
+        with _without_cycle_collection():
+            runs = prepare(content, workflow_id=imp.workflow_id, run_id=imp.run_id)
+            imp.events_total = sum(len(run.events) for run in runs)
+            TemporalImport.objects.filter(pk=imp.pk).update(events_total=imp.events_total)
+            check_conflicts(imp.namespace, imp.agent, runs)
+            stored, duplicates = store(writer_token(imp.agent), runs, moved)
     except ImportRefused as exc:
         _finish(imp, state=ImportState.FAILED, error=exc.message, error_status=exc.status)
     else:
@@ -286,6 +289,21 @@ def perform(imp: TemporalImport, *, request=None,
                "events": imp.events_total, "stored": imp.stored, "error": imp.error or None},
     )
     return imp
+
+
+@contextmanager
+def _without_cycle_collection():
+    """Pause Python's cyclic garbage collector for one import. A large history is millions of
+    small objects, all alive until the import ends; the collector would walk them again and
+    again as they pile up (it doubled the time of a 51,200-event import, bench/README.md).
+    Nothing here makes reference cycles; the collector resumes afterwards."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _summaries(imp: TemporalImport, runs: list[PreparedRun]) -> list[dict]:
