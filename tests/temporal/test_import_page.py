@@ -118,3 +118,21 @@ def test_another_namespaces_import_is_404(as_ivy, client, charlie, globex):
     imp = TemporalImport.objects.get()
     client.force_login(charlie)
     assert client.get(f"/namespaces/globex/temporal/imports/{imp.uuid}/").status_code == 404
+
+
+def test_an_imported_run_shows_on_its_run_page_with_unknown_events_generically(as_ivy):
+    strange = history()
+    strange["events"].insert(3, {
+        "eventId": "4", "eventTime": strange["events"][2]["eventTime"],
+        "eventType": "EVENT_TYPE_WORKFLOW_EXECUTION_TELEPORTED",
+        "workflowExecutionTeleportedEventAttributes": {"to": "<b>moon</b>"},
+    })
+    for number, event in enumerate(strange["events"], start=1):
+        event["eventId"] = str(number)
+    as_ivy.post(PAGE, upload(dumps(strange)))
+    run = Run.objects.get(workflow_id="ticket-A")
+    page = as_ivy.get(f"/runs/{run.uuid}/")
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "temporal.unknown" in text and "SupportAgent" in text
+    assert "<b>moon</b>" not in text
