@@ -109,9 +109,10 @@ def test_an_imported_and_a_followed_copy_of_the_reference_agent_are_the_same(
 def test_following_again_after_a_restart_stores_nothing_twice_and_leaves_no_gap(
     temporal_server, reference_worker, connected
 ):
-    connection = connected("restart")
     workflow_id, _ = run_async(start_ticket(temporal_server.address,
                                             text="Where is order 777?"))
+    # Only this workflow (the session's server holds other tests' workflows too).
+    connection = connected("restart", workflow_query=f'WorkflowId = "{workflow_id}"')
     follow_until(connection, lambda: Run.objects.filter(
         workflow_id=workflow_id, status="completed").exists(), "the completed question")
     run = Run.objects.get(workflow_id=workflow_id)
