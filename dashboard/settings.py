@@ -159,8 +159,8 @@ CELERY_BROKER_VISIBILITY_TIMEOUT = env_int("CELERY_BROKER_VISIBILITY_TIMEOUT", 3
 if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_BROKER_VISIBILITY_TIMEOUT}
 CELERY_TASK_DEFAULT_QUEUE = "commands"
-# Slow work (outgoing HTTP: webhooks, notifications; later Temporal calls) has its own queue and
-# workers, so it cannot starve command delivery. A pull-channel delivery stays on "commands";
+# Slow work (outgoing calls: webhooks, notifications, commands to Temporal) has its own queue
+# and workers, so it cannot starve command delivery. A pull-channel delivery stays on "commands";
 # `interventions.commands.enqueue` sends each command to its connector's queue.
 CELERY_TASK_ROUTES = {
     "interventions.deliver_command": {"queue": "commands"},

@@ -129,3 +129,25 @@ def test_a_session_is_not_started_twice_for_one_connection(connected):
     connection = connected("lease")
     assert connection.claim(60)
     assert follow_connection(connection.pk, seconds=1) is None
+
+
+def test_a_run_imported_into_the_namespace_first_is_not_written_by_the_follower(
+    temporal_server, reference_worker, connected
+):
+    workflow_id, _ = run_async(start_ticket(temporal_server.address, text="Order 55 status?"))
+    connection = connected("shared", workflow_query=f'WorkflowId = "{workflow_id}"')
+    follow_until(connection, lambda: Run.objects.filter(
+        workflow_id=workflow_id, status="completed").exists(), "the completed question")
+    import json
+
+    exported = json.loads(temporal_server.export_history(workflow_id))
+    exported["events"] = exported["events"][:10]  # exported while it still ran
+    Run.objects.filter(workflow_id=workflow_id).delete()  # as if imported before following
+    importer.start_import(namespace=connection.namespace, user=None,
+                          content=json.dumps(exported).encode())
+    imported = Run.objects.get(workflow_id=workflow_id)
+    report = follow_connection(connection.pk, seconds=1)
+    assert "belongs to another agent" in " ".join(report["errors"])
+    connection.refresh_from_db()
+    assert "belongs to another agent" in connection.last_error
+    assert Run.objects.get(workflow_id=workflow_id).agent == imported.agent
