@@ -40,6 +40,9 @@ PAGE_SIZE = 1000
 MAX_LIST_PAGES = 20  # workflows listed per round: at most PAGE_SIZE * this
 LONG_POLL_SECONDS = 30  # one long-poll call; the server answers earlier when nothing happens
 LEASE_MARGIN_SECONDS = 30
+# Open workflows: WORKFLOW_EXECUTION_STATUS_RUNNING and _PAUSED (a paused workflow is not
+# "Running" to Temporal's visibility queries, but it is open and will go on).
+OPEN_STATUSES = frozenset({1, 8})
 
 
 @dataclass
@@ -115,7 +118,7 @@ class Session:
             watcher = self.watchers.get(key)
             if watcher is not None and not watcher.done():
                 continue
-            running = execution.status == 1  # WORKFLOW_EXECUTION_STATUS_RUNNING
+            running = execution.status in OPEN_STATUSES
             stored, closed = await _stored_through(self.connection, key)
             if not running and closed and stored >= execution.history_length:
                 continue  # finished and complete in Flightdeck
@@ -133,7 +136,8 @@ class Session:
         cutoff = datetime.now(UTC) - timedelta(
             seconds=settings.TEMPORAL_FOLLOW_CLOSED_WITHIN_SECONDS
         )
-        query = f'(ExecutionStatus = "Running" OR CloseTime > "{cutoff:%Y-%m-%dT%H:%M:%SZ}")'
+        query = (f'(ExecutionStatus = "Running" OR ExecutionStatus = "Paused" '
+                 f'OR CloseTime > "{cutoff:%Y-%m-%dT%H:%M:%SZ}")')
         if self.connection.workflow_query:
             query = f"{query} AND ({self.connection.workflow_query})"
         found, page = [], b""

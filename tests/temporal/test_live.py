@@ -151,3 +151,26 @@ def test_a_run_imported_into_the_namespace_first_is_not_written_by_the_follower(
     connection.refresh_from_db()
     assert "belongs to another agent" in connection.last_error
     assert Run.objects.get(workflow_id=workflow_id).agent == imported.agent
+
+
+def test_a_paused_workflow_is_still_followed_by_later_sessions(
+    temporal_server, reference_worker, connected, django_user_model
+):
+    workflow_id, _ = run_async(start_ticket(temporal_server.address))
+    connection = connected("paused", workflow_query=f'WorkflowId = "{workflow_id}"')
+    follow_until(connection, lambda: ApprovalRequest.objects.filter(
+        run__workflow_id=workflow_id).exists(), "the approval request")
+    run = Run.objects.get(workflow_id=workflow_id)
+    operator = django_user_model.objects.create_superuser("otto", "o@example.com", "x" * 12)
+    from interventions.commands import request_command
+
+    pause, _ = request_command(run, operator, "pause", reason="hold on")
+    deliver_command(str(pause.pk))
+    follow_until(connection, lambda: Run.objects.get(pk=run.pk).status == "paused", "paused")
+    resume, _ = request_command(Run.objects.get(pk=run.pk), operator, "resume")
+    deliver_command(str(resume.pk))
+    # Each follow_until round is a new session: it must list the paused workflow to see this.
+    follow_until(connection, lambda: Run.objects.get(pk=run.pk).status == "running", "resumed")
+    pause.refresh_from_db()
+    resume.refresh_from_db()
+    assert (pause.state, resume.state) == (CommandState.APPLIED, CommandState.APPLIED)
