@@ -42,8 +42,21 @@ def test_an_investigator_imports_the_cli_export(post, ivy):
     assert stored.namespace.slug == "acme" and stored.agent.name == DEFAULT_AGENT
     assert stored.contiguous_through == EVENTS and stored.workflow_type == "SupportAgent"
     assert Event.objects.filter(run=stored).values("token__name").distinct().count() == 1
-    # The approval request the workflow asked for was opened, under the same policy.
-    assert ApprovalRequest.objects.get(run=stored).action == "issue_refund"
+    # The workflow's approval.requested is in its history; as the run had ended, nobody is
+    # asked to decide it.
+    assert stored.events.filter(type="approval.requested").count() == 1
+    assert not ApprovalRequest.objects.filter(run=stored).exists()
+
+
+def test_an_imported_open_run_opens_its_approval_request(post, ivy):
+    running = history()
+    running["events"] = running["events"][:20]  # exported while it waited for approval
+    response = post(dumps(running), user=ivy)
+    assert response.status_code == 200, response.content
+    run = Run.objects.get(uuid=response.json()["runs"][0]["uuid"])
+    assert run.status == "running"
+    request = ApprovalRequest.objects.get(run=run)
+    assert (request.action, request.risk, request.state) == ("issue_refund", "high", "pending")
 
 
 def test_importing_the_same_history_again_changes_nothing(post, ivy):
