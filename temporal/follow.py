@@ -29,6 +29,7 @@ from google.protobuf.json_format import MessageToDict
 
 from history.ingest import STORED, RunOfAnotherAgent, ingest_parsed
 from history.models import Run
+from history.vocabulary import CLOSED_STATUSES
 from temporal.history_files import whole_numbers
 from temporal.importer import ImportRefused, parse_wire, writer_token
 from temporal.models import TemporalConnection
@@ -110,8 +111,10 @@ class Session:
 
     async def list_round(self) -> None:
         """List open and recently closed workflows; catch up on each, watch the open ones."""
-        for execution in await self.list_workflows():
-            key = (execution.execution.workflow_id, execution.execution.run_id)
+        executions = await self.list_workflows()
+        keys = [(e.execution.workflow_id, e.execution.run_id) for e in executions]
+        known = await _stored_runs(self.connection, keys)
+        for execution, key in zip(executions, keys, strict=True):
             self.seen.add(key)
             if key in self.refused:
                 continue
@@ -119,7 +122,7 @@ class Session:
             if watcher is not None and not watcher.done():
                 continue
             running = execution.status in OPEN_STATUSES
-            stored, closed = await _stored_through(self.connection, key)
+            stored, closed = known.get(key, (0, False))
             if not running and closed and stored >= execution.history_length:
                 continue  # finished and complete in Flightdeck
             if running and len(self.watching()) < settings.TEMPORAL_FOLLOW_MAX_WATCHED:
@@ -216,10 +219,30 @@ class Session:
 @sync_to_async(thread_sensitive=True)
 def _stored_through(connection: TemporalConnection, key: tuple[str, str]) -> tuple[int, bool]:
     """How far the run's stored history reaches without a gap, and whether it is closed."""
-    run = Run.objects.filter(
-        namespace_id=connection.namespace_id, workflow_id=key[0], run_id=key[1]
-    ).only("contiguous_through", "status").first()
-    return (run.contiguous_through, run.is_closed) if run else (0, False)
+    return _known(connection, [key]).get(key, (0, False))
+
+
+@sync_to_async(thread_sensitive=True)
+def _stored_runs(connection: TemporalConnection,
+                 keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, bool]]:
+    return _known(connection, keys)
+
+
+def _known(connection, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, bool]]:
+    """(contiguous_through, closed) of the runs of `keys` that are stored, a query per 500."""
+    found = {}
+    for start in range(0, len(keys), 500):
+        chunk = keys[start:start + 500]
+        wanted = set(chunk)
+        rows = Run.objects.filter(
+            namespace_id=connection.namespace_id,
+            workflow_id__in={workflow_id for workflow_id, _ in chunk},
+            run_id__in={run_id for _, run_id in chunk},
+        ).values_list("workflow_id", "run_id", "contiguous_through", "status")
+        for workflow_id, run_id, through, status in rows:
+            if (workflow_id, run_id) in wanted:
+                found[(workflow_id, run_id)] = (through, status in CLOSED_STATUSES)
+    return found
 
 
 @sync_to_async(thread_sensitive=True)
