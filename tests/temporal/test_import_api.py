@@ -214,3 +214,29 @@ def test_the_status_of_another_namespaces_import_is_404(post, ivy, client, charl
 def test_wrong_method_is_405(client, ivy):
     client.force_login(ivy)
     assert client.get(URL).status_code == 405
+
+
+@pytest.mark.parametrize("shape", [
+    lambda h: {"history": h},
+    lambda h: h["events"],
+    lambda h: list(reversed(h["events"])),
+    lambda h: [h],
+    lambda h: legacy(h),
+    lambda h: list(reversed(legacy(h)["events"])),
+], ids=["history.events", "bare array", "newest first", "array of histories",
+        "PascalCase enums, numeric ids", "old spelling, newest first"])
+def test_every_shape_and_spelling_stores_the_same_events(post, ivy, shape):
+    first = post(history_bytes("kitchen_sink"), user=ivy)
+    assert first.status_code == 200 and first.json()["stored"] == 36
+    again = post(dumps(shape(history("kitchen_sink"))), user=ivy)
+    assert again.status_code == 200, again.content
+    # Every event is a duplicate: the same envelope and the same attribute bytes.
+    assert (again.json()["stored"], again.json()["duplicates"]) == (0, 36)
+
+
+def test_an_array_of_histories_imports_each_run(post, ivy):
+    response = post(dumps([history(), history("kitchen_sink")]), user=ivy)
+    assert response.status_code == 200, response.content
+    assert sorted(run["workflow_id"] for run in response.json()["runs"]) == ["exp-1",
+                                                                              "ticket-A"]
+    assert Run.objects.count() == 2
