@@ -170,3 +170,44 @@ def test_a_run_imported_from_a_file_cannot_be_sent_commands(db, operator):
     run.save(update_fields=["status"])
     with pytest.raises(CommandRefused, match="no Temporal connection"):
         request_command(run, operator, "signal", signal_name="poke")
+
+
+def test_a_signal_and_a_termination_reach_the_workflow(
+    temporal_server, reference_worker, connected, operator
+):
+    """Delivered in-process (the task's code, without a worker): the signal with its name and
+    payload, then the termination, each recorded by Temporal with the operator's identity."""
+    workflow_id, _ = run_async(start_ticket(temporal_server.address))
+    connection = connected("ops-terminate", workflow_query=f'WorkflowId = "{workflow_id}"')
+    grant(operator, connection.namespace)
+    for _ in range(10):
+        follow_connection(connection.pk, seconds=1)
+        if ApprovalRequest.objects.filter(run__workflow_id=workflow_id).exists():
+            break
+    run = Run.objects.get(workflow_id=workflow_id)
+    signal, _ = request_command(run, operator, "signal", signal_name="poke",
+                                payload={"note": "are you there?"})
+    deliver_command(str(signal.pk))
+    terminate, _ = request_command(run, operator, "terminate", reason="stuck ticket")
+    deliver_command(str(terminate.pk))
+    for _ in range(10):
+        follow_connection(connection.pk, seconds=1)
+        if Run.objects.get(pk=run.pk).status == "terminated":
+            break
+    run.refresh_from_db()
+    assert run.status == "terminated"
+    poke = run.events.get(type="signal.received")
+    assert poke.identity == f"flightdeck/olga/{signal.pk}"
+    assert poke.attributes_for(raw=True)["input"] == {"note": "are you there?"}
+    ended = run.events.get(type="workflow.terminated")
+    assert ended.identity == f"flightdeck/olga/{terminate.pk}"
+    assert ended.attributes_for(raw=True)["reason"] == "stuck ticket"
+    for command in (signal, terminate):
+        command.refresh_from_db()
+        assert command.state == CommandState.APPLIED, command.last_error
+    # A second delivery of the termination (its answer lost) is harmless: still delivered.
+    Command.objects.filter(pk=terminate.pk).update(state=CommandState.DISPATCHED,
+                                                    claimed_until=None)
+    deliver_command(str(terminate.pk))
+    terminate.refresh_from_db()
+    assert terminate.state == CommandState.DELIVERED, terminate.last_error
