@@ -136,3 +136,17 @@ def test_an_imported_run_shows_on_its_run_page_with_unknown_events_generically(a
     text = page.content.decode()
     assert "temporal.unknown" in text and "SupportAgent" in text
     assert "<b>moon</b>" not in text
+
+
+def test_the_waterfall_draws_activities_not_the_approval_activitys_lone_events(as_ivy):
+    from django.utils import timezone
+
+    from history.timeline import compact_rows, waterfall
+
+    as_ivy.post(PAGE, upload())
+    run = Run.objects.get(workflow_id="ticket-A")
+    rows = compact_rows(list(run.events.order_by("event_id")), raw=False)
+    drawn = waterfall(rows, now=timezone.now())
+    labels = [bar.row.label for bar in drawn.bars]
+    assert labels == ["llm.plan", "tool.lookup_order", "tool.issue_refund", "llm.reply"]
+    assert all(bar.row.end is not None for bar in drawn.bars)  # none drawn up to "now"
