@@ -88,6 +88,7 @@ class Session:
         self.watchers: dict[tuple[str, str], asyncio.Task] = {}
         self.seen: set[tuple[str, str]] = set()
         self.refused: set[tuple[str, str]] = set()  # runs of another agent: not ours to write
+        self.client = None
 
     def remaining(self) -> float:
         return self.deadline - time.monotonic()
@@ -126,9 +127,19 @@ class Session:
             if not running and closed and stored >= execution.history_length:
                 continue  # finished and complete in Flightdeck
             if running and len(self.watching()) < settings.TEMPORAL_FOLLOW_MAX_WATCHED:
-                self.watchers[key] = asyncio.create_task(self.read(key, wait=True))
+                self.watchers[key] = asyncio.create_task(self.guarded(key, wait=True))
             elif stored < execution.history_length or not closed:
-                await self.read(key, wait=False)
+                await self.guarded(key, wait=False)
+
+    async def guarded(self, key: tuple[str, str], *, wait: bool) -> None:
+        """Read one workflow; its failure (gone meanwhile, a refused read) is reported and
+        does not stop the others. The next round or session tries it again."""
+        try:
+            await self.read(key, wait=wait)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.report.errors.append(f"{key[0]} / {key[1]}: {type(exc).__name__}: {exc}"[:500])
 
     def watching(self) -> list[asyncio.Task]:
         return [task for task in self.watchers.values() if not task.done()]
