@@ -74,8 +74,11 @@ def read(content: bytes, *, workflow_id: str = "", run_id: str = "") -> list[Tem
         raise HistoryError(
             f"run_id: the file holds {len(found)} histories; a run id can only be given for one"
         )
-    return [_history(events, path, wrapper, workflow_id, run_id, floats)
-            for events, path, wrapper in found]
+    try:
+        return [_history(events, path, wrapper, workflow_id, run_id, floats)
+                for events, path, wrapper in found]
+    except RecursionError:
+        raise HistoryError("the file nests objects too deeply to be a Temporal history") from None
 
 
 def _histories(data):

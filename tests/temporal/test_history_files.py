@@ -130,3 +130,14 @@ def test_the_same_event_twice_is_read_once():
 def test_a_run_id_cannot_be_given_for_several_histories():
     with pytest.raises(HistoryError, match="run_id: the file holds 2 histories"):
         read(dumps([history(), history("kitchen_sink")]), run_id="r")
+
+
+@pytest.mark.parametrize("spelling", ["EVENT_TYPE_TIMER_FIRED", "TimerFired"])
+def test_a_file_nested_absurdly_deep_is_refused_not_a_crash(spelling):
+    deep = {"x": 1.0}
+    for _ in range(900):
+        deep = {"cause": deep}
+    event = {"eventId": "1", "eventTime": "2026-01-01T00:00:00Z", "eventType": spelling,
+             "timerFiredEventAttributes": {"failure": deep}}
+    with pytest.raises(HistoryError, match="nests objects too deeply"):
+        read(dumps({"events": [event]}), workflow_id="w", run_id="r")

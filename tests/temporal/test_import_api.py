@@ -240,3 +240,14 @@ def test_an_array_of_histories_imports_each_run(post, ivy):
     assert sorted(run["workflow_id"] for run in response.json()["runs"]) == ["exp-1",
                                                                               "ticket-A"]
     assert Run.objects.count() == 2
+
+
+def test_attributes_nested_deeper_than_storable_are_a_400(post, ivy):
+    deep = {"x": 1}
+    for _ in range(300):
+        deep = {"cause": deep}
+    event = {"eventId": "1", "eventTime": "2026-01-01T00:00:00Z",
+             "eventType": "EVENT_TYPE_TIMER_FIRED", "timerFiredEventAttributes": {"failure": deep}}
+    response = post(dumps({"events": [event]}), user=ivy, workflow_id="w", run_id="r")
+    assert response.status_code == 400
+    assert response.json()["detail"].startswith("events[0]: attributes: cannot be stored")
