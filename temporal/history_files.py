@@ -146,7 +146,8 @@ def _history(events: list, where: str, wrapper: dict, workflow_id: str,
 
 def _identity(history: TemporalHistory, wrapper: dict, key: str, given: str, option: str) -> str:
     started = history.started
-    attributes = started.get("workflowExecutionStartedEventAttributes", {}) if started else {}
+    attributes = started.get("workflowExecutionStartedEventAttributes") if started else None
+    attributes = attributes if isinstance(attributes, dict) else {}
     source = "workflowId" if key == "workflowId" else "originalExecutionRunId"
     value = attributes.get(source) or wrapper.get(key) or wrapper.get(option) or given
     if not value:

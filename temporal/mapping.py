@@ -184,7 +184,7 @@ def _refs(raw: dict) -> dict[str, int]:
 def _identity(raw: dict) -> str:
     identity = raw.get("identity")
     if not isinstance(identity, str):
-        meta = raw.get("meta") or (raw.get("acceptedRequest") or {}).get("meta")
+        meta = raw.get("meta") or _dict(raw.get("acceptedRequest")).get("meta")
         identity = meta.get("identity") if isinstance(meta, dict) else None
     if not isinstance(identity, str):
         return ""
@@ -192,7 +192,13 @@ def _identity(raw: dict) -> str:
 
 
 def _name(value) -> str:
-    return value.get("name", "") if isinstance(value, dict) else ""
+    name = value.get("name") if isinstance(value, dict) else None
+    return name if isinstance(name, str) else ""
+
+
+def _dict(value) -> dict:
+    """`value` if it is an object, else {}: a file may hold anything where an object belongs."""
+    return value if isinstance(value, dict) else {}
 
 
 def values(payloads):
@@ -250,7 +256,7 @@ def _details(short: str, raw: dict) -> dict:
         queue = _name(raw.get("taskQueue"))
         _put(out, "task_queue", queue)
         _put(out, "attempt", raw.get("attempt"))
-        _put(out, "parent_workflow_id", (raw.get("parentWorkflowExecution") or {}).get(
+        _put(out, "parent_workflow_id", _dict(raw.get("parentWorkflowExecution")).get(
             "workflowId"))
         if queue:
             out["labels"] = {"task_queue": queue[:MAX_LABEL_VALUE]}
@@ -258,7 +264,7 @@ def _details(short: str, raw: dict) -> dict:
         _put(out, "timer_id", raw.get("timerId"))
         _put(out, "duration", raw.get("startToFireTimeout"))
     elif short.startswith(("CHILD_WORKFLOW_", "START_CHILD_WORKFLOW_")):
-        execution = raw.get("workflowExecution") or {}
+        execution = _dict(raw.get("workflowExecution"))
         _put(out, "workflow_id", raw.get("workflowId") or execution.get("workflowId"))
         _put(out, "child_run_id", execution.get("runId"))
         _put(out, "workflow_type", _name(raw.get("workflowType")))
@@ -273,14 +279,14 @@ def _details(short: str, raw: dict) -> dict:
         _put(out, "signal_name", raw.get("signalName"))
         _put(out, "input", values(raw.get("input")))
     elif short.startswith("WORKFLOW_EXECUTION_UPDATE_"):
-        request = raw.get("acceptedRequest") or raw.get("request") or raw.get("rejectedRequest")
-        meta = raw.get("meta") or (request or {}).get("meta") or {}
-        _put(out, "update_id", meta.get("updateId") if isinstance(meta, dict) else None)
-        body = (request or {}).get("input") or {}
+        request = _dict(raw.get("acceptedRequest") or raw.get("request")
+                        or raw.get("rejectedRequest"))
+        meta = _dict(raw.get("meta") or request.get("meta"))
+        _put(out, "update_id", meta.get("updateId"))
+        body = _dict(request.get("input"))
         _put(out, "update_name", body.get("name"))
         _put(out, "input", values(body.get("args")))
-        outcome = raw.get("outcome") or {}
-        _put(out, "output", values(outcome.get("success")))
+        _put(out, "output", values(_dict(raw.get("outcome")).get("success")))
     elif short.startswith("NEXUS_OPERATION_"):
         for key, name in (("endpoint", "endpoint"), ("service", "service"),
                           ("operation", "operation"), ("operationToken", "operation_token")):

@@ -4,6 +4,8 @@ reason (temporal/history_files.py)."""
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 from temporal.history_files import HistoryError, read
@@ -141,3 +143,27 @@ def test_a_file_nested_absurdly_deep_is_refused_not_a_crash(spelling):
              "timerFiredEventAttributes": {"failure": deep}}
     with pytest.raises(HistoryError, match="nests objects too deeply"):
         read(dumps({"events": [event]}), workflow_id="w", run_id="r")
+
+
+def test_any_event_in_either_spelling_is_read_or_refused_cleanly_never_a_crash():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from tests.temporal.test_mapping import KEYS, json_values
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.sampled_from(["WorkflowExecutionStarted", "ActivityTaskScheduled",
+                            "EVENT_TYPE_WORKFLOW_EXECUTION_STARTED", "TimerFired", 2]),
+           st.sampled_from(["1", 1]),
+           st.dictionaries(st.sampled_from([*KEYS, "kind", "retryPolicy", "header",
+                                            "searchAttributes", "indexedFields"]),
+                           json_values(), max_size=6))
+    def check(event_type, event_id, attributes):
+        event = {"eventId": event_id, "eventTime": "2026-01-01T00:00:00Z",
+                 "eventType": event_type,
+                 "workflowExecutionStartedEventAttributes": attributes,
+                 "activityTaskScheduledEventAttributes": attributes}
+        with contextlib.suppress(HistoryError):
+            read(dumps({"events": [event]}), workflow_id="w", run_id="r")
+
+    check()

@@ -4,6 +4,7 @@ real exported histories and on hand-made ones for the types a short workflow doe
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 
 import pytest
@@ -194,3 +195,45 @@ def test_an_event_over_the_size_limit_is_stored_shortened_not_dropped():
     data = parsed.attributes["temporal"]["attributes"]["input"]["payloads"][0]["data"]
     assert data.startswith("<") and "characters left out" in data and "sha256" in data
     assert len(parsed.attributes_bytes) < 4096
+
+
+KEYS = ["workflowType", "taskQueue", "input", "result", "activityType", "activityId",
+        "attempt", "lastFailure", "failure", "parentWorkflowExecution", "workflowExecution",
+        "workflowId", "timerId", "details", "markerName", "signalName", "acceptedRequest",
+        "request", "meta", "outcome", "identity", "scheduledEventId", "startedEventId",
+        "cause", "reason", "newExecutionRunId", "retryState", "name", "payloads", "data",
+        "metadata", "encoding", "request_id", "action", "arguments", "risk"]
+
+
+def json_values():
+    from hypothesis import strategies as st
+
+    leaves = st.none() | st.booleans() | st.integers(-2**63, 2**63 - 1) | st.text(max_size=8)
+    return st.recursive(leaves, lambda inner: st.lists(inner, max_size=3)
+                        | st.dictionaries(st.sampled_from(KEYS), inner, max_size=4),
+                        max_leaves=12)
+
+
+def test_any_attributes_map_or_are_refused_cleanly_never_a_crash():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from temporal.importer import ImportRefused
+
+    names = [*TYPES, "WORKFLOW_EXECUTION_TELEPORTED"]
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.sampled_from(names), st.dictionaries(st.sampled_from(KEYS), json_values(),
+                                                   max_size=6))
+    def check(short, attributes):
+        key = "".join(w.capitalize() for w in short.lower().split("_"))
+        event = {"eventId": "3", "eventTime": "2026-01-01T00:00:00Z",
+                 "eventType": f"EVENT_TYPE_{short}",
+                 f"{key[0].lower()}{key[1:]}EventAttributes": attributes}
+        if short == "ACTIVITY_TASK_SCHEDULED" and isinstance(attributes.get("activityType"),
+                                                              dict):
+            attributes["activityType"]["name"] = APPROVAL_ACTIVITY
+        with contextlib.suppress(ImportRefused):
+            parse_wire(event, "wf", "run", 3, "events[0]")
+
+    check()
