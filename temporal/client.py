@@ -3,6 +3,9 @@ for the life of the client, never logged)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from django.conf import settings
 from temporalio.client import Client
 from temporalio.service import TLSConfig
 
@@ -33,4 +36,5 @@ async def connect(connection, *, identity: str = FOLLOWER_IDENTITY) -> Client:
         tls=tls,
         api_key=unseal(connection.api_key_sealed) if connection.api_key_sealed else None,
         identity=identity,
+        connect_timeout=timedelta(seconds=settings.TEMPORAL_RPC_TIMEOUT_SECONDS),
     )
