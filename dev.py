@@ -85,7 +85,8 @@ def start(argv: list, env: dict) -> subprocess.Popen:
 
 def serve_commands(address: str, env: dict) -> list[subprocess.Popen]:
     """The processes of a running Flightdeck: the ASGI server (uvicorn; agents' long-polls wait
-    without a thread each) and a Celery worker with its beat scheduler (delivery, the sweeper).
+    without a thread each) and a Celery worker with its beat scheduler (delivery, the sweeper,
+    following Temporal connections).
     """
     host, _, port = address.rpartition(":")
     server = start(
@@ -93,8 +94,9 @@ def serve_commands(address: str, env: dict) -> list[subprocess.Popen]:
          "--port", port, "--no-access-log"], env,
     )
     worker = start(
-        [BIN / "celery", "-A", "dashboard", "worker", "-B", "-Q", "commands,slow,exports",
-         "-c", "2", "-l", "warning", "--schedule", var_dir(env) / "celerybeat-schedule"], env,
+        # -c 3: a Temporal follow session holds a process for its length (docs/temporal.md).
+        [BIN / "celery", "-A", "dashboard", "worker", "-B", "-Q", "commands,slow,exports,temporal",
+         "-c", "3", "-l", "warning", "--schedule", var_dir(env) / "celerybeat-schedule"], env,
     )
     return [server, worker]
 

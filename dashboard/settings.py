@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "interventions",
     "audit",
     "evidence",
+    "temporal",
     "dashboard",
 ]
 
@@ -159,8 +160,8 @@ CELERY_BROKER_VISIBILITY_TIMEOUT = env_int("CELERY_BROKER_VISIBILITY_TIMEOUT", 3
 if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_BROKER_VISIBILITY_TIMEOUT}
 CELERY_TASK_DEFAULT_QUEUE = "commands"
-# Slow work (outgoing HTTP: webhooks, notifications; later Temporal calls) has its own queue and
-# workers, so it cannot starve command delivery. A pull-channel delivery stays on "commands";
+# Slow work (outgoing calls: webhooks, notifications, commands to Temporal) has its own queue
+# and workers, so it cannot starve command delivery. A pull-channel delivery stays on "commands";
 # `interventions.commands.enqueue` sends each command to its connector's queue.
 CELERY_TASK_ROUTES = {
     "interventions.deliver_command": {"queue": "commands"},
@@ -171,6 +172,10 @@ CELERY_TASK_ROUTES = {
     "evidence.build_export": {"queue": "exports"},
     "evidence.sign_digest": {"queue": "exports"},
     "evidence.clean_exports": {"queue": "exports"},
+    # Following Temporal services (long sessions) and importing large history files.
+    "temporal.follow_connections": {"queue": "temporal"},
+    "temporal.follow_connection": {"queue": "temporal"},
+    "temporal.import_history": {"queue": "temporal"},
 }
 # One message at a time per worker process: with late acks a prefetched message would wait
 # behind a slow one and count against the visibility timeout.
@@ -192,6 +197,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "evidence.clean_exports",
         "schedule": 600.0,
         "options": {"queue": "exports"},
+    },
+    "follow-temporal": {
+        "task": "temporal.follow_connections",
+        "schedule": float(env_int("TEMPORAL_FOLLOW_INTERVAL_SECONDS", 5, minimum=1)),
+        "options": {"queue": "temporal"},
     },
 }
 CELERY_TASK_IGNORE_RESULT = True
@@ -233,6 +243,26 @@ EVIDENCE_EXPORT_STALL_SECONDS = env_int("EVIDENCE_EXPORT_STALL_SECONDS", 300, mi
 # Where digests are published outside the database ("" for the folder turns it off).
 EVIDENCE_DIGEST_DIR = env_str("EVIDENCE_DIGEST_DIR", str(VAR_DIR / "digests"))
 EVIDENCE_DIGEST_WEBHOOK_URL = env_str("EVIDENCE_DIGEST_WEBHOOK_URL") or ""
+
+# --- Temporal (docs/temporal.md): imports of history files and following live services.
+TEMPORAL_IMPORT_MAX_BYTES = env_int("TEMPORAL_IMPORT_MAX_BYTES", 100 * 1024 * 1024, minimum=1024)
+# Files up to this size are imported while the upload waits; larger ones by a Celery task.
+TEMPORAL_IMPORT_INLINE_MAX_BYTES = env_int(
+    "TEMPORAL_IMPORT_INLINE_MAX_BYTES", 1024 * 1024, minimum=0
+)
+# Temporal payloads may reach 2 MB each; an event over this is stored shortened, never lost.
+TEMPORAL_MAX_ATTRIBUTES_BYTES = env_int(
+    "TEMPORAL_MAX_ATTRIBUTES_BYTES", 4 * 1024 * 1024, minimum=1024
+)
+TEMPORAL_FOLLOW_SESSION_SECONDS = env_int("TEMPORAL_FOLLOW_SESSION_SECONDS", 50, minimum=1)
+TEMPORAL_FOLLOW_LIST_INTERVAL_SECONDS = env_int(
+    "TEMPORAL_FOLLOW_LIST_INTERVAL_SECONDS", 5, minimum=1
+)
+TEMPORAL_FOLLOW_CLOSED_WITHIN_SECONDS = env_int(
+    "TEMPORAL_FOLLOW_CLOSED_WITHIN_SECONDS", 86400, minimum=0
+)
+TEMPORAL_FOLLOW_MAX_WATCHED = env_int("TEMPORAL_FOLLOW_MAX_WATCHED", 100, minimum=1)
+TEMPORAL_RPC_TIMEOUT_SECONDS = env_int("TEMPORAL_RPC_TIMEOUT_SECONDS", 10, minimum=1)
 
 # --- Mail: SMTP when EMAIL_HOST is set; otherwise printed to the console in development and
 # dropped in production (notifications then go only to the chat webhook, if any).

@@ -15,6 +15,7 @@ urlpatterns = [
     path("", include("interventions.settings_urls")),
     path("", include("audit.urls")),
     path("", include("evidence.urls")),
+    path("", include("temporal.page_urls")),
     # Sign-in, sign-out and password change only: password reset needs outgoing mail, which
     # is not configured (an open reset form would also tell strangers which addresses exist).
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
@@ -32,6 +33,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("history.urls")),
     path("api/v1/", include("interventions.urls")),
+    path("api/v1/", include("temporal.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
 ]

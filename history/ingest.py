@@ -96,6 +96,22 @@ def ingest_batch(token: Token, items: list, *, max_attributes_bytes: int) -> Bat
                 f"(events[{same_batch.index}]) with different content; that one is used",
             )
 
+    return _store(agent, token, by_run, results)
+
+
+def ingest_parsed(token: Token, events: list[ParsedEvent]) -> BatchOutcome:
+    """Store events already validated by `parse_event` (for importers that validate a whole
+    file before writing any of it, such as the Temporal import). Each event's `index` must be
+    its position in `events`, and no (run, event_id) may appear twice. Same guarantees and
+    answers as `ingest_batch`."""
+    results: list[ItemResult | None] = [None] * len(events)
+    by_run: dict[tuple[str, str], dict[int, ParsedEvent]] = defaultdict(dict)
+    for parsed in events:
+        by_run[parsed.run_key][parsed.event_id] = parsed
+    return _store(token.agent, token, by_run, results)
+
+
+def _store(agent: Agent, token: Token, by_run: dict, results: list) -> BatchOutcome:
     runs: list[Run] = []
     if by_run:
         with transaction.atomic():

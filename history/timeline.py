@@ -82,7 +82,7 @@ class Row:
 
     @property
     def is_open(self) -> bool:
-        return self.kind in GROUP_STARTS.values() and not self.outcome
+        return self.head.type in GROUP_STARTS and not self.outcome
 
     @property
     def failed(self) -> bool:
@@ -181,7 +181,10 @@ MIN_WIDTH = 3  # user units: an instant activity stays visible and clickable
 def waterfall(rows: list[Row], *, now: datetime, marks: list[dict] = ()) -> Waterfall | None:
     """Lay out the groups of `rows` on a shared time axis, one lane each, plus point marks
     (each a dict with at least `time`). None when there is nothing with a duration to draw."""
-    spans = [row for row in rows if row.kind in ("activity", "timer", "child")]
+    # Only groups have a duration: a lone activity event whose scheduled event is not an
+    # activity.scheduled (a Temporal approval activity's, say) is not drawn as a span to now.
+    spans = [row for row in rows
+             if row.kind in ("activity", "timer", "child") and row.head.type in GROUP_STARTS]
     if not spans and not marks:
         return None
     times = [row.start for row in spans] + [mark["time"] for mark in marks]

@@ -58,8 +58,20 @@ CORE_EVENT_TYPES: dict[str, tuple[str, ...]] = {
         "workflow.continued_as_new",
         "workflow.paused",
         "workflow.resumed",
+        # From Temporal histories (docs/temporal.md): no status change.
+        "workflow.cancel_requested",
+        "workflow.search_attributes_upserted",
+        "workflow.properties_modified",
+        "workflow.options_updated",
     ),
-    "decision": ("decision.made",),
+    "decision": (
+        "decision.made",
+        # A Temporal workflow task's other steps; its completion is decision.made.
+        "decision.scheduled",
+        "decision.started",
+        "decision.failed",
+        "decision.timed_out",
+    ),
     "activity": (
         "activity.scheduled",
         "activity.started",
@@ -67,6 +79,8 @@ CORE_EVENT_TYPES: dict[str, tuple[str, ...]] = {
         "activity.failed",
         "activity.timed_out",
         "activity.cancelled",
+        "activity.cancel_requested",
+        "activity.properties_modified",
     ),
     # granted / rejected / expired are the agent's claims about the decision it received;
     # Flightdeck checks them against the decision it delivered.
@@ -75,9 +89,42 @@ CORE_EVENT_TYPES: dict[str, tuple[str, ...]] = {
     ),
     "signal": ("signal.received",),
     "timer": ("timer.started", "timer.fired", "timer.cancelled"),
-    "child": ("child.started", "child.completed", "child.failed"),
+    "child": (
+        "child.started",
+        "child.completed",
+        "child.failed",
+        "child.initiated",
+        "child.start_failed",
+        "child.cancelled",
+        "child.timed_out",
+        "child.terminated",
+    ),
     "marker": ("marker.recorded",),
     "command": ("command.received", "command.applied", "command.rejected"),
+    # Temporal's workflow updates, Nexus operations, and the workflow's own signals and cancel
+    # requests to other workflows (docs/temporal.md has the whole mapping).
+    "update": ("update.admitted", "update.accepted", "update.rejected", "update.completed"),
+    "nexus": (
+        "nexus.scheduled",
+        "nexus.started",
+        "nexus.completed",
+        "nexus.failed",
+        "nexus.cancelled",
+        "nexus.timed_out",
+        "nexus.cancel_requested",
+        "nexus.cancel_request_completed",
+        "nexus.cancel_request_failed",
+    ),
+    "external": (
+        "external.signal_initiated",
+        "external.signal_failed",
+        "external.signaled",
+        "external.cancel_initiated",
+        "external.cancel_failed",
+        "external.cancel_requested",
+    ),
+    # A Temporal event type this version of Flightdeck does not know: kept, shown generically.
+    "temporal": ("temporal.unknown",),
 }
 
 ALL_CORE_EVENT_TYPES = frozenset(t for types in CORE_EVENT_TYPES.values() for t in types)

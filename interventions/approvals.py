@@ -66,11 +66,16 @@ def effective_bar(agent, action: str, asked_risk: str, asked_approvals: int) -> 
 
 
 def open_from_event(run: Run, event) -> ApprovalRequest | None:
-    """Create the request for an `approval.requested` event (once: a repeat is ignored).
+    """Create the request for an `approval.requested` event (once: a repeat is ignored; none
+    for a run already closed when the event is stored).
 
     Attributes read: request_id (required), action or tool, arguments, risk, approvals,
     on_behalf_of, summary, deadline (RFC 3339) or timeout_seconds. Anything unusable falls back
     to the safe side (medium risk, one approval, the default deadline)."""
+    if run.is_closed:
+        # The run had already ended when its request arrived (a history imported or sent
+        # after the fact): nobody could deliver a decision, so no one is asked for one.
+        return None
     attributes = _storable(event.attributes)
     request_id = str(attributes.get("request_id") or f"event-{event.event_id}")[:200]
     if ApprovalRequest.objects.filter(run=run, request_id=request_id).exists():

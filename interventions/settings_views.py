@@ -155,7 +155,10 @@ def delete_policy(request: HttpRequest, slug: str, policy_id: int) -> HttpRespon
 
 class ConnectorForm(forms.Form):
     kind = forms.ChoiceField(
-        choices=ConnectorKind.choices, initial=ConnectorKind.PULL, widget=forms.RadioSelect,
+        # A Temporal connector comes with a Temporal connection (temporal app), not from here.
+        choices=[(value, label) for value, label in ConnectorKind.choices
+                 if value != ConnectorKind.TEMPORAL],
+        initial=ConnectorKind.PULL, widget=forms.RadioSelect,
         label="Commands reach the agent by",
     )
     url = forms.URLField(

@@ -107,3 +107,5 @@ class Decision(models.TextChoices):
 class ConnectorKind(models.TextChoices):
     PULL = "pull", "Pull (the agent long-polls)"
     WEBHOOK = "webhook", "Webhook push"
+    # Set by a Temporal connection (temporal app), never chosen on the connector page.
+    TEMPORAL = "temporal", "Temporal service"

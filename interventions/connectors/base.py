@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 QUEUE_COMMANDS = "commands"  # fast deliveries: the pull channel's wake-ups, the sweeper
-QUEUE_SLOW = "slow"  # outgoing HTTP (webhooks, notifications), later Temporal calls
+QUEUE_SLOW = "slow"  # outgoing calls: webhooks, notifications, Temporal services
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,79 @@
+"""The namespace admins' Temporal connection pages (temporal/connection_views.py) and the
+connection service (temporal/connections.py)."""
+
+from __future__ import annotations
+
+from django.test import Client
+
+from access.encryption import unseal
+from audit.models import AuditEntry
+from temporal.models import TemporalConnection
+
+PAGE = "/namespaces/acme/temporal/"
+FORM = {"name": "prod", "address": "temporal.internal:7233", "temporal_namespace": "payments",
+        "approval_signal": "flightdeck.approval", "enabled": "on",
+        "api_key": "tk-super-secret-value"}
+
+
+def test_an_admin_adds_a_connection_with_its_own_agent_and_a_sealed_api_key(as_alice):
+    response = as_alice.post(PAGE, FORM)
+    assert response.status_code == 302
+    connection = TemporalConnection.objects.get(name="prod")
+    assert connection.agent.name == "temporal-prod" and connection.agent.connector.kind == (
+        "temporal"
+    )
+    assert connection.api_key_sealed and "tk-super-secret" not in connection.api_key_sealed
+    assert unseal(connection.api_key_sealed) == "tk-super-secret-value"
+    listing = as_alice.get(PAGE).content.decode()
+    assert "temporal.internal:7233" in listing and "tk-super-secret" not in listing
+    edit = as_alice.get(f"{PAGE}connections/prod/").content.decode()
+    assert "set, stored encrypted" in edit and "tk-super-secret" not in edit
+    audit = AuditEntry.objects.filter(action="temporal.connection_changed").get()
+    assert "tk-super-secret" not in str(audit.after) and audit.after["api_key_set"] is True
+
+
+def test_an_empty_key_keeps_the_stored_one_and_clearing_removes_it(as_alice):
+    as_alice.post(PAGE, FORM)
+    edit = f"{PAGE}connections/prod/"
+    change = {**FORM, "api_key": "", "address": "temporal.internal:7234"}
+    assert as_alice.post(edit, change).status_code == 302
+    connection = TemporalConnection.objects.get(name="prod")
+    assert connection.address == "temporal.internal:7234"
+    assert unseal(connection.api_key_sealed) == "tk-super-secret-value"
+    as_alice.post(edit, {**change, "clear_api_key": "on"})
+    connection.refresh_from_db()
+    assert connection.api_key_sealed == ""
+
+
+def test_a_bad_address_and_a_taken_name_are_form_errors(as_alice):
+    response = as_alice.post(PAGE, {**FORM, "address": "no port here"})
+    assert response.status_code == 400 and "Give host:port" in response.content.decode()
+    as_alice.post(PAGE, FORM)
+    again = as_alice.post(PAGE, FORM)
+    assert again.status_code == 400 and "has a connection prod already" in (
+        again.content.decode()
+    )
+
+
+def test_only_admins_manage_connections(as_ivy, client, charlie):
+    assert as_ivy.get(PAGE).status_code == 403
+    assert as_ivy.post(PAGE, FORM).status_code == 403
+    client.force_login(charlie)
+    assert client.get(PAGE).status_code == 404
+    assert not TemporalConnection.objects.exists()
+
+
+def test_the_pages_need_a_login_and_the_form_a_csrf_token(client, alice):
+    assert client.get(PAGE).status_code == 302
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(alice)
+    assert browser.post(PAGE, FORM).status_code == 403
+
+
+def test_an_unknown_connection_is_404(as_alice):
+    assert as_alice.get(f"{PAGE}connections/nope/").status_code == 404
+
+
+def test_the_agent_connector_page_does_not_offer_temporal(as_alice, support_agent):
+    page = as_alice.get(f"/namespaces/acme/agents/{support_agent.pk}/connector/")
+    assert page.status_code == 200 and 'value="temporal"' not in page.content.decode()
