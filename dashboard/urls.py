@@ -14,6 +14,7 @@ urlpatterns = [
     path("", include("interventions.approval_urls")),
     path("", include("interventions.settings_urls")),
     path("", include("audit.urls")),
+    path("", include("governance.urls")),
     # Sign-in, sign-out and password change only: password reset needs outgoing mail, which
     # is not configured (an open reset form would also tell strangers which addresses exist).
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
