@@ -47,9 +47,6 @@ class InventoryRow:
     def did_not_survive(self) -> int:
         return sum(self.counts.get(outcome, 0) for outcome in DID_NOT_SURVIVE)
 
-    def __getitem__(self, outcome: str) -> int:
-        return self.counts.get(outcome, 0)
-
 
 @dataclass
 class Day:
