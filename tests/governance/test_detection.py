@@ -22,7 +22,7 @@ OPENAI_KEY = "sk-proj-" + "Q7vX2mK9pL4wR8tZ3nB6cF1hJ5sD0gYa"
 
 
 def found(namespace, rule: str = "") -> list[Finding]:
-    return list(for_namespace(namespace).findings(rule).order_by("event_id"))
+    return list(for_namespace(namespace).findings(rule).order_by("event_id", "id"))
 
 
 def approve(run, request_id: str, approver) -> ApprovalRequest:
