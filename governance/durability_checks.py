@@ -35,7 +35,9 @@ ATTEMPT_EVENTS = ("activity.started", "activity.completed", "activity.failed",
 
 
 def mark_due(run: Run) -> None:
-    """Called in the ingest transaction: this run's workflow id needs a check."""
+    """Called in the ingest transaction: this run's workflow id needs a check. The UPDATE locks
+    the check's row until the batch commits; ingest announces a batch's runs in (workflow id,
+    run id) order, so batches take these locks in one order and cannot deadlock on them."""
     now = timezone.now()
     updated = WorkflowCheck.objects.filter(
         namespace_id=run.namespace_id, workflow_id=run.workflow_id

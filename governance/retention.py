@@ -131,8 +131,10 @@ def release_hold(hold: LegalHold, *, reason: str, actor, request=None) -> LegalH
         raise HoldRefused("reason", "releasing a hold needs a reason")
     with transaction.atomic():
         _lock_namespace(hold.namespace_id)
-        hold = LegalHold.objects.select_for_update().select_related("run", "namespace").get(
-            pk=hold.pk
+        # Only the hold's row: its run is a nullable join, which PostgreSQL cannot lock.
+        hold = (
+            LegalHold.objects.select_for_update(of=("self",))
+            .select_related("run", "namespace").get(pk=hold.pk)
         )
         if not hold.is_active:
             raise HoldRefused("hold", "this hold is released already")

@@ -225,8 +225,7 @@ def release_hold(request: HttpRequest, slug: str, hold_id: int) -> HttpResponse:
             retention_rules.release_hold(hold, reason=form.cleaned_data["reason"],
                                          actor=request.user, request=request)
         except retention_rules.HoldRefused as refusal:
-            messages.error(request, refusal.message)
-            return _retention_response(request, namespace, status=409)
+            return _retention_response(request, namespace, error=refusal.message, status=409)
         return _retention_done(request, namespace, "Hold released.")
     return _retention_response(request, namespace, release_errors={hold.pk: form.errors},
                                status=400)
@@ -242,7 +241,7 @@ def _retention_done(request: HttpRequest, namespace: Namespace, notice: str) -> 
 
 def _retention_response(request: HttpRequest, namespace: Namespace, *, period_form=None,
                         hold_form=None, release_errors=None, notice: str = "",
-                        status: int = 200) -> HttpResponse:
+                        error: str = "", status: int = 200) -> HttpResponse:
     keep_days = retention_rules.keep_days_of(namespace)
     holds = list(LegalHold.objects.filter(namespace=namespace).select_related("run")[:100])
     context = {
@@ -256,6 +255,7 @@ def _retention_response(request: HttpRequest, namespace: Namespace, *, period_fo
         "may_set": has_capability(request.user, namespace.pk, Capability.ADMINISTER),
         "may_hold": has_capability(request.user, namespace.pk, Capability.INVESTIGATE),
         "notice": notice,
+        "error": error,
     }
     template = f"{RETENTION_PAGE}#retention" if request.htmx else RETENTION_PAGE
     return render(request, template, context, status=status)
