@@ -34,6 +34,8 @@ def examine_run(run: Run) -> None:
         .only("event_id", "type", "refs", "attributes", "received_at").iterator(2000)
     )
     with transaction.atomic():
+        # Ingest's lock: a batch arriving meanwhile waits, and findings are counted once.
+        run = Run.objects.select_for_update().select_related("agent").get(pk=run.pk)
         durability_checks.mark_due(run)
         for received_at, batch in groupby(events, key=lambda event: event.received_at):
             examine(run, [StoredEvent.of(event) for event in batch], received_at=received_at)

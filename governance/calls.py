@@ -5,16 +5,14 @@ that, its `tool` attribute). One call shows up as up to three events, `activity.
 `activity.started` (once per attempt) and `activity.completed`, tied together by
 `refs.scheduled`; it is named by its scheduled event's id, or by its own id when it has no
 scheduled event. A started or completed event that does not say `kind` itself takes it from
-the scheduled event it refers to (in the same batch or stored earlier).
+the scheduled event it refers to when that is in the same batch. One stored earlier is not
+read: its call was judged when it was stored (and one stored later will be judged then), so
+recognising calls costs no query.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import orjson
-
-from history.models import Event, Run
 
 TOOL_EVENTS = ("activity.scheduled", "activity.started", "activity.completed")
 
@@ -34,21 +32,10 @@ def tool_name(attributes: dict) -> str:
     return ""
 
 
-def calls_in(run: Run, events) -> list[ToolCall]:
+def calls_in(events) -> list[ToolCall]:
     """The tool calls that events of this batch belong to, one per call, in event order.
     `events`: objects with event_id, type, refs and attributes (a dict)."""
     batch = {event.event_id: event for event in events if event.type in TOOL_EVENTS}
-    if not batch:
-        return []
-    wanted = {_scheduled_ref(event) for event in batch.values()} - set(batch) - {None}
-    stored = {}
-    if wanted:
-        stored = {
-            event_id: orjson.loads(attributes)
-            for event_id, attributes in Event.objects.filter(
-                run=run, event_id__in=wanted, type="activity.scheduled"
-            ).values_list("event_id", "attributes")
-        }
     calls: dict[int, ToolCall] = {}
     for event_id in sorted(batch):
         event = batch[event_id]
@@ -56,7 +43,7 @@ def calls_in(run: Run, events) -> list[ToolCall]:
         if ref is not None and ref in batch and batch[ref].type == "activity.scheduled":
             scheduled = batch[ref].attributes
         else:
-            scheduled = stored.get(ref, {}) if ref is not None else {}
+            scheduled = {}
         kind = event.attributes.get("kind", scheduled.get("kind"))
         tool = tool_name(event.attributes) or tool_name(scheduled)
         call_id = ref if ref is not None else event_id

@@ -17,9 +17,11 @@ from datetime import datetime
 
 import orjson
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from governance import durability_checks
+from access.models import Agent
+from governance import counts, durability_checks
 from governance.calls import ToolCall, calls_in
 from governance.models import Finding, PrivilegedCall
 from governance.vocabulary import Rule
@@ -59,23 +61,37 @@ def on_events_stored(sender, events, **kwargs) -> None:
 
 
 def examine(run: Run, events, *, received_at: datetime) -> None:
-    """Judge a run's newly stored `events`, received by Flightdeck at `received_at`."""
-    calls = calls_in(run, events)
+    """Judge a run's newly stored `events`, received by Flightdeck at `received_at`. A batch
+    with nothing to judge costs no query; its findings cost three (the ones stored already,
+    the insert, the counts)."""
+    findings: list[Finding] = []
+    calls = calls_in(events)
     if calls:
-        _judge_tool_calls(run, calls, received_at)
+        findings += _judge_tool_calls(run, calls, received_at)
     if run.events_with_secrets:
-        _find_secret_exposures(run, [event.event_id for event in events])
+        findings += _find_secret_exposures(run, [event.event_id for event in events])
     claims = [event for event in events if event.type in CLAIMS]
     if claims:
-        _judge_claims(run, claims, received_at)
+        findings += _judge_claims(run, claims, received_at)
+    if findings:
+        _store(run, findings)
 
 
 def _store(run: Run, findings: list[Finding]) -> None:
-    for finding in findings:
+    """Store the findings not stored before (a call seen again in a later batch, a replayed
+    batch) and count them. The run's row lock, held by ingest (and by a backfill), keeps any
+    other writer of this run's ingest-time findings out meanwhile."""
+    fresh = {(f.rule, f.key): f for f in findings}
+    for stored in Finding.objects.filter(
+        run=run, key__in={key for _, key in fresh}
+    ).values_list("rule", "key"):
+        fresh.pop(stored, None)
+    for finding in fresh.values():
         finding.namespace_id, finding.run_id, finding.agent_id = (
             run.namespace_id, run.pk, run.agent_id
         )
-    Finding.objects.bulk_create(findings, ignore_conflicts=True)
+    Finding.objects.bulk_create(fresh.values())
+    counts.apply(counts.of(fresh.values()))
 
 
 def shown(value: str) -> str:
@@ -87,87 +103,93 @@ def shown(value: str) -> str:
 # --- tool calls ------------------------------------------------------------------------------
 
 
-def _judge_tool_calls(run: Run, calls: list[ToolCall], received_at: datetime) -> None:
-    agent = run.agent
+def _judge_tool_calls(run: Run, calls: list[ToolCall], received_at: datetime) -> list[Finding]:
+    agent, tools, every_tool = agent_scope(run.agent_id, {call.tool for call in calls})
     findings = []
     declared = set(agent.allowed_tools or [])
-    if declared:
-        findings += [
-            Finding(
+    for call in calls:
+        if declared and call.tool not in declared:
+            tool = shown(call.tool)
+            findings.append(Finding(
                 rule=Rule.TOOL_OUTSIDE_ALLOW_LIST, key=f"call:{call.call_id}",
-                event_id=call.event_id, event_ids=[call.event_id], subject=shown(call.tool),
-                summary=f"called {shown(call.tool)}, which is not in {agent.name}'s allow-list",
-                detail={"tool": shown(call.tool), "allowed_tools": sorted(declared)},
+                event_id=call.event_id, event_ids=[call.event_id], subject=tool,
+                summary=f"called {tool}, which is not in {agent.name}'s allow-list",
+                detail={"tool": tool, "allowed_tools": sorted(declared)},
                 received_at=received_at,
-            )
-            for call in calls if call.tool not in declared
-        ]
-    privileged = [call for call in calls if is_privileged(agent, call.tool)]
+            ))
+    privileged = [call for call in calls if every_tool or call.tool in tools]
     if privileged:
         findings += _judge_privileged(run, privileged, received_at)
-    _store(run, findings)
+    return findings
 
 
-def privileged_tools(agent) -> tuple[set[str], bool]:
-    """(tools with an approval policy for this agent, whether every tool is privileged): every
-    tool is when the agent is marked privileged or has a policy for `*`."""
-    tools = set(ApprovalPolicy.objects.filter(agent=agent).values_list("tool", flat=True))
-    return tools, agent.privileged or ApprovalPolicy.ANY_TOOL in tools
-
-
-def is_privileged(agent, tool: str) -> bool:
-    # Memoised on the agent object for the batch: one policy query per batch, not per call.
-    cached = getattr(agent, "_governance_privileged", None)
-    if cached is None:
-        cached = agent._governance_privileged = privileged_tools(agent)
-    tools, every_tool = cached
-    return every_tool or tool in tools
+def agent_scope(agent_id: int, called: set[str]) -> tuple[Agent, set[str], bool]:
+    """The agent, which of the `called` tools have an approval policy for it, and whether
+    every tool is privileged for it (it is marked privileged, or has a policy for `*`). One
+    query: a batch calls few distinct tools, each asked as an EXISTS."""
+    called = sorted(called)
+    policies = ApprovalPolicy.objects.filter(agent=OuterRef("pk"))
+    agent = Agent.objects.annotate(
+        any_tool=Exists(policies.filter(tool=ApprovalPolicy.ANY_TOOL)),
+        **{f"tool_{n}": Exists(policies.filter(tool=tool)) for n, tool in enumerate(called)},
+    ).get(pk=agent_id)
+    tools = {tool for n, tool in enumerate(called) if getattr(agent, f"tool_{n}")}
+    return agent, tools, agent.privileged or agent.any_tool
 
 
 def _judge_privileged(run: Run, calls: list[ToolCall], received_at: datetime) -> list[Finding]:
     """Each call not judged before takes the earliest unused approval that covers it; a call
-    with none is a finding. The run's row lock (held by ingest) orders concurrent batches."""
+    with none is a finding. Three queries per batch, whatever the number of calls; the run's
+    row lock (held by ingest) keeps two batches of the run from taking the same approval."""
     judged = set(
         PrivilegedCall.objects.filter(
             run=run, call_event_id__in=[call.call_id for call in calls]
         ).values_list("call_event_id", flat=True)
     )
-    findings = []
+    calls = [call for call in calls if call.call_id not in judged]
+    if not calls:
+        return []
+    available = list(
+        covering_approvals(run, {call.tool for call in calls}, received_at)
+    )
+    findings, rows = [], []
     for call in calls:
-        if call.call_id in judged:
-            continue
-        approval = covering_approval(run, call, received_at)
-        PrivilegedCall.objects.create(run=run, call_event_id=call.call_id, tool=call.tool,
-                                      approval=approval, judged_at=received_at)
+        approval = next((q for q in available
+                         if q.action == call.tool and q.event_id < call.call_id), None)
+        if approval is not None:
+            available.remove(approval)
+        rows.append(PrivilegedCall(run=run, call_event_id=call.call_id, tool=call.tool,
+                                   approval=approval, judged_at=received_at))
         if approval is None:
+            tool = shown(call.tool)
             findings.append(Finding(
                 rule=Rule.PRIVILEGED_WITHOUT_APPROVAL, key=f"call:{call.call_id}",
-                event_id=call.event_id, event_ids=[call.event_id], subject=shown(call.tool),
-                summary=f"called {shown(call.tool)} without an approval granted by Flightdeck "
-                        "before the call",
-                detail={"tool": shown(call.tool)}, received_at=received_at,
+                event_id=call.event_id, event_ids=[call.event_id], subject=tool,
+                summary=f"called {tool} without an approval granted by Flightdeck before the "
+                        "call",
+                detail={"tool": tool}, received_at=received_at,
             ))
+    PrivilegedCall.objects.bulk_create(rows)
     return findings
 
 
-def covering_approval(run: Run, call: ToolCall, received_at: datetime):
-    """An approved request of this run for this tool, requested earlier in the run's own
-    sequence, decided before Flightdeck received the call, and covering no other call."""
+def covering_approvals(run: Run, tools: set[str], received_at: datetime):
+    """The run's approved requests for these tools, decided before Flightdeck received the
+    calls and covering no call yet, earliest requested first."""
     return (
         ApprovalRequest.objects.filter(
-            run=run, action=call.tool, state=ApprovalState.APPROVED,
-            event_id__lt=call.call_id, decided_at__lte=received_at,
+            run=run, action__in=tools, state=ApprovalState.APPROVED, decided_at__lte=received_at,
         )
-        .exclude(pk__in=PrivilegedCall.objects.filter(approval__isnull=False).values("approval"))
+        .exclude(pk__in=PrivilegedCall.objects.filter(run=run, approval__isnull=False)
+                 .values("approval_id"))
         .order_by("event_id")
-        .first()
     )
 
 
 # --- secrets -----------------------------------------------------------------------------------
 
 
-def _find_secret_exposures(run: Run, event_ids: list[int]) -> None:
+def _find_secret_exposures(run: Run, event_ids: list[int]) -> list[Finding]:
     exposed = Event.objects.filter(
         run=run, event_id__in=event_ids, secret_findings__isnull=False
     ).values_list("event_id", "type", "received_at", "secret_findings")
@@ -186,13 +208,13 @@ def _find_secret_exposures(run: Run, event_ids: list[int]) -> None:
                     + (f" and {len(where) - 5} more" if len(where) > 5 else ""),
             detail={"findings": where}, received_at=received_at,
         ))
-    _store(run, findings)
+    return findings
 
 
 # --- approval claims -----------------------------------------------------------------------------
 
 
-def _judge_claims(run: Run, claims, received_at: datetime) -> None:
+def _judge_claims(run: Run, claims, received_at: datetime) -> list[Finding]:
     wanted = {_request_id(claim) for claim in claims}
     requests = {
         request.request_id: request
@@ -218,7 +240,7 @@ def _judge_claims(run: Run, claims, received_at: datetime) -> None:
             detail={"claimed": claimed, "decided": decided, "request_id": shown(request_id)},
             received_at=received_at,
         ))
-    _store(run, findings)
+    return findings
 
 
 def _request_id(claim) -> str:

@@ -15,12 +15,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import time as clock
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 from django.db import transaction
 from django.db.models import Case, F, When
 from django.utils import timezone
 
+from governance import counts
 from governance.models import Finding, WorkflowCheck
 from governance.vocabulary import DURABILITY_RULES, Outcome
 from history.durability import MAX_ACTIVITY_EVENTS, UNFINISHED, analyse_workflow
@@ -30,6 +31,10 @@ from history.models import Event, Run
 log = logging.getLogger(__name__)
 
 MAX_RUNS = 1000
+# Redone work is one finding per unit and other run: a workflow id re-run many times with the
+# same activity keys would store runs x runs x units rows. Past this many per run, the check
+# keeps the first ones and is marked bounded.
+MAX_FINDINGS_PER_RUN = 100
 ATTEMPT_EVENTS = ("activity.started", "activity.completed", "activity.failed",
                   "activity.timed_out", "activity.cancelled")
 
@@ -86,18 +91,34 @@ def check_workflow(check_id: int) -> None:
     runs = latest[:MAX_RUNS][::-1]  # oldest first, as history.durability expects
     per_run, events_bounded = analyse_workflow(runs)
     abandoned, attempts_bounded = abandoned_attempts(runs)
-    findings = _finding_rows(runs, per_run)
     outcome = outcome_of(runs, per_run, abandoned)
+    findings_bounded = any(len(found) > MAX_FINDINGS_PER_RUN for found in per_run.values())
+    rows = _finding_rows(runs, {pk: found[:MAX_FINDINGS_PER_RUN]
+                                for pk, found in per_run.items()})
+    findings = list({(f.run_id, f.rule, f.key): f for f in rows}.values())  # identical ones once
     with transaction.atomic():
-        Finding.objects.filter(run__in=runs, rule__in=DURABILITY_RULES).delete()
-        Finding.objects.bulk_create(findings, ignore_conflicts=True)
+        # Two checks of one workflow id at once (two workers) replace the findings in turn.
+        WorkflowCheck.objects.select_for_update().filter(pk=check.pk).first()
+        replaced = Finding.objects.filter(run__in=runs, rule__in=DURABILITY_RULES)
+        changes = counts.of_stored(replaced, sign=-1)
+        replaced.delete()
+        Finding.objects.bulk_create(findings)
+        counts.apply(_sum(changes, findings))
         WorkflowCheck.objects.filter(pk=check.pk).update(
             outcome=outcome, runs=len(runs), checked_at=timezone.now(),
-            bounded=len(latest) > MAX_RUNS or events_bounded or attempts_bounded,
+            bounded=(len(latest) > MAX_RUNS or events_bounded or attempts_bounded
+                     or findings_bounded),
             workflow_type=runs[-1].workflow_type,
         )
         # Only if no batch came in meanwhile; otherwise it stays due for the next pass.
         WorkflowCheck.objects.filter(pk=check.pk, generation=generation).update(due=False)
+
+
+def _sum(changes, findings) -> Counter:
+    # Counter's + drops non-positive totals; the counts need the negative ones too.
+    total = Counter(changes)
+    total.update(counts.of(findings))
+    return total
 
 
 def abandoned_attempts(runs: list[Run]) -> tuple[dict[int, list[int]], bool]:

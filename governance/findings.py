@@ -10,14 +10,13 @@ and a time window and served by an index named in governance/models.py.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from django.db.models import Count, Q
-from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from access.models import Agent, Namespace
-from governance import durability_checks
+from governance import counts, durability_checks
 from governance.models import Finding, WorkflowCheck
 from governance.vocabulary import DID_NOT_SURVIVE, RUN_RULES, Outcome, Rule
 from history.models import Run
@@ -88,24 +87,23 @@ class NamespaceFindings:
 
 def for_namespace(namespace: Namespace, *, days: int | None = None,
                   refresh: bool = True) -> NamespaceFindings:
-    """Everything the governance page shows for `namespace`: within the last `days` days
+    """Everything the governance page shows for `namespace`: from midnight UTC `days` days ago
     (by Flightdeck's receipt of the events), or all time with None. `refresh` first runs the
     namespace's pending durability checks here and now (code and tests want findings up to
     date; the page does not wait for them and says how many are pending instead)."""
     if refresh:
         durability_checks.run_pending(namespace=namespace, limit=100_000)
     now = timezone.now()
-    since = now - timedelta(days=days) if days else None
-    per_day = _per_day(namespace, since)
-    counts = {rule: 0 for rule in RUN_RULES}
+    # From midnight (UTC) `days` days ago: the list and the per-day counts cover the same span.
+    since = (datetime.combine((now - timedelta(days=days)).date(), time.min, tzinfo=UTC)
+             if days else None)
+    per_day = counts.per_day(namespace, since) if since else {}
+    found = {rule: 0 for rule in RUN_RULES}
+    if since is None:
+        found.update(counts.totals(namespace))
     for day in per_day.values():
         for rule, n in day.items():
-            counts[rule] += n
-    if since is None:
-        counts.update(
-            Finding.objects.filter(namespace=namespace).values_list("rule")
-            .annotate(n=Count("id")).values_list("rule", "n")
-        )
+            found[rule] += n
     checks = WorkflowCheck.objects.filter(namespace=namespace).aggregate(
         pending=Count("id", filter=Q(due=True)), bounded=Count("id", filter=Q(bounded=True)),
     )
@@ -113,7 +111,7 @@ def for_namespace(namespace: Namespace, *, days: int | None = None,
         namespace=namespace,
         since=since,
         agent_findings=agent_findings(namespace, since or now - timedelta(days=30)),
-        counts=counts,
+        counts=found,
         days=[Day(day, per_day.get(day, {})) for day in _days(since, now)] if since else [],
         inventory=inventory(namespace),
         checks_pending=checks["pending"],
@@ -146,19 +144,6 @@ def inventory(namespace: Namespace) -> list[InventoryRow]:
     ):
         rows.setdefault(workflow_type, InventoryRow(workflow_type)).counts[outcome] = n
     return sorted(rows.values(), key=lambda row: (-row.did_not_survive, row.workflow_type))
-
-
-def _per_day(namespace: Namespace, since: datetime | None) -> dict[date, dict[str, int]]:
-    if since is None:
-        return {}
-    per_day: dict[date, dict[str, int]] = {}
-    for day, rule, n in (
-        Finding.objects.filter(namespace=namespace, received_at__gte=since)
-        .annotate(day=TruncDate("received_at")).values_list("day", "rule")
-        .annotate(n=Count("id")).values_list("day", "rule", "n")
-    ):
-        per_day.setdefault(day, {})[rule] = n
-    return per_day
 
 
 def _days(since: datetime, now: datetime) -> list[date]:

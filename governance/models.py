@@ -77,6 +77,26 @@ class Finding(models.Model):
         return f"{self.rule} in {self.run_id}#{self.event_id}"
 
 
+class FindingDay(models.Model):
+    """How many findings of a rule a namespace has for one day (by Flightdeck's receipt, UTC):
+    the governance page's counts and chart read these few rows instead of counting findings.
+    Kept in step by governance.counts wherever findings are stored or deleted."""
+
+    namespace = models.ForeignKey(Namespace, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    rule = models.CharField(max_length=40, choices=Rule.choices)
+    count = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            # The upsert's conflict target, and the page's read of a window of days.
+            models.UniqueConstraint(fields=["namespace", "day", "rule"], name="finding_day"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.namespace_id} {self.day} {self.rule}: {self.count}"
+
+
 class WorkflowCheckQuerySet(models.QuerySet):
     def due(self) -> WorkflowCheckQuerySet:
         """Workflow ids whose runs changed since their last check, oldest change first."""

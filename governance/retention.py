@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from access.models import Namespace
 from audit.log import record
-from governance import durability_checks
+from governance import counts, durability_checks
 from governance.models import Finding, LegalHold, PrivilegedCall, RetentionPolicy
 from history.models import Event, Run
 from history.vocabulary import CLOSED_STATUSES
@@ -278,6 +278,10 @@ def _still_expired(run: Run, cutoff: datetime) -> bool:
 
 
 def _delete_dependants(model, run: Run) -> int:
+    if model is Finding:
+        findings = Finding.objects.filter(run=run)
+        counts.apply(counts.of_stored(findings, sign=-1))
+        return findings.delete()[0]
     if model is not Event:
         # Few rows per run (commands, approvals, findings): one statement each.
         return model.objects.filter(run=run).delete()[1].get(model._meta.label, 0)
