@@ -3,15 +3,15 @@
 scales with its runs, the governance page at scale, and retention deleting a long run.
 
     .venv/bin/python bench/governance.py [--runs 20000] [--findings-per-run 10]
-                                         [--ingest-runs 200] [--siblings 100]
+                                         [--ingest-runs 30] [--batch 200] [--siblings 100]
                                          [--large 51200] [--repeat 20] [--database-url URL]
 
 It works in its own scratch PostgreSQL database (default
 `postgres://postgres@127.0.0.1:5432/flightdeck_bench_governance`; the name must contain
 "bench"), dropped and recreated at the start and left at the end for inspection.
 
-1. Ingest overhead. --ingest-runs runs of 100 SDK-shaped events each go through
-   `history.ingest.ingest_batch` in batches of 50 events, alternately with governance's
+1. Ingest overhead. --ingest-runs runs of 400 SDK-shaped events each go through
+   `history.ingest.ingest_batch` in batches of --batch events, alternately with governance's
    receiver connected and disconnected (eight interleaved passes, fresh runs each time), for
    misbehaving streams (tool calls outside the allow-list, privileged calls without approval,
    an API key every tenth run: findings in every batch) and clean ones (allowed tools only).
@@ -140,7 +140,7 @@ def set_up_namespace():
 # --- 1. ingest overhead -------------------------------------------------------------------------
 
 
-def ingest_overhead(token, runs: int) -> dict:
+def ingest_overhead(token, runs: int, batch_size: int) -> dict:
     """Events/s through ingest_batch with governance's receiver on and off, for misbehaving
     streams (findings in every batch) and for clean ones (tool calls, nothing to find)."""
     from governance import detection
@@ -152,8 +152,10 @@ def ingest_overhead(token, runs: int) -> dict:
             events_stored.connect(detection.on_events_stored, dispatch_uid="governance.detection")
         else:
             events_stored.disconnect(dispatch_uid="governance.detection")
-        histories = [sdk_run(f"ingest-{tag}-{n}", "r", n, clean=clean) for n in range(runs)]
-        batches = [history[i:i + 50] for history in histories for i in range(0, len(history), 50)]
+        histories = [sdk_run(f"ingest-{tag}-{n}", "r", n, length=400, clean=clean)
+                     for n in range(runs)]
+        batches = [history[i:i + batch_size] for history in histories
+                   for i in range(0, len(history), batch_size)]
         started = time.perf_counter()
         for batch in batches:
             ingest_batch(token, batch, max_attributes_bytes=256 * 1024)
@@ -213,6 +215,7 @@ def page_at_scale(acme, agent, token, viewer, runs: int, per_run: int, repeat: i
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
 
+    from governance import counts
     from governance.models import Finding, WorkflowCheck
     from governance.vocabulary import RUN_RULES, Outcome
     from history.models import Run
@@ -245,6 +248,7 @@ def page_at_scale(acme, agent, token, viewer, runs: int, per_run: int, repeat: i
         [WorkflowCheck(namespace=acme, workflow_id=f"scale-{n:07d}", workflow_type="batch",
                        due=False, checked_at=now, outcome=outcomes[n % len(outcomes)], runs=1)
          for n in range(runs)], batch_size=5000)
+    counts.recount(acme)  # the findings were made here, not through detection: count them
     seed_seconds = time.perf_counter() - started
     with connection.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE governance_finding")
@@ -324,7 +328,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=20_000)
     parser.add_argument("--findings-per-run", type=int, default=10)
-    parser.add_argument("--ingest-runs", type=int, default=200)
+    parser.add_argument("--ingest-runs", type=int, default=30)
+    parser.add_argument("--batch", type=int, default=200)
     parser.add_argument("--siblings", type=int, default=100)
     parser.add_argument("--large", type=int, default=51_200)
     parser.add_argument("--repeat", type=int, default=20)
@@ -339,7 +344,8 @@ def main() -> None:
     acme, agent, token, viewer = set_up_namespace()
     result = {"loadavg_start": os.getloadavg()[0]}
     log("1. ingest overhead")
-    result["ingest"] = ingest_overhead(token, args.ingest_runs)
+    result["ingest"] = ingest_overhead(token, args.ingest_runs, args.batch)
+    result["ingest"]["batch"] = args.batch
     log("2. durability across a workflow id")
     result["durability"] = durability_scaling(token, args.siblings)
     log("3. the page at scale")
