@@ -234,7 +234,7 @@ def test_apply_retention_dry_run_lists_and_deletes_nothing(acme, send, support_t
     call_command("apply_retention", "--dry-run", stdout=out)
 
     assert f"would delete {run.uuid} wf-1 / run-1 ({run.event_count} events" in out.getvalue()
-    assert "1 run would delete" in out.getvalue()
+    assert "would delete 1 run" in out.getvalue()
     assert Run.objects.exists()
     call_command("apply_retention", "--namespace", "acme", stdout=out)
     assert not Run.objects.exists()

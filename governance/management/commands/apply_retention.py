@@ -33,7 +33,9 @@ class Command(BaseCommand):
         for failure in report.failed:
             self.stderr.write(f"failed: {failure}")
         count = len(report.would_delete if dry_run else report.deleted)
-        summary = f"{count} run{'s' if count != 1 else ''} {verb}"
+        summary = f"{verb} {count} run{'s' if count != 1 else ''}"
+        if report.more:
+            summary += " (stopped at the time budget: more are due)"
         if report.failed:
             raise CommandError(f"{summary}; {len(report.failed)} failed")
         self.stdout.write(self.style.SUCCESS(summary))

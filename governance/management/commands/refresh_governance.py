@@ -6,7 +6,8 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 
 from access.models import Namespace
-from governance import backfill, durability_checks
+from governance import durability_checks
+from governance.backfill import examine_stored
 
 
 class Command(BaseCommand):
@@ -25,11 +26,7 @@ class Command(BaseCommand):
             if scope is None:
                 raise CommandError(f"no such namespace: {namespace}")
         if backfill:
-            runs = backfill_runs(scope)
-            self.stdout.write(f"{runs} runs examined")
+            self.stdout.write(f"{examine_stored(namespace=scope)} runs examined")
         checked = durability_checks.run_pending(namespace=scope, limit=10**9)
         self.stdout.write(self.style.SUCCESS(f"{checked} workflow ids checked"))
 
-
-def backfill_runs(scope) -> int:
-    return backfill.examine_stored(namespace=scope)
