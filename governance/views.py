@@ -37,11 +37,11 @@ PAGE = "governance/governance.html"
 RETENTION_PAGE = "governance/retention.html"
 PAGE_SIZE = 50
 WINDOWS = [(7, "7 days"), (30, "30 days"), (90, "90 days"), (365, "a year")]
+DEFAULT_DAYS = 30
 
 
 class FindingsFilter(forms.Form):
-    days = forms.TypedChoiceField(choices=WINDOWS, coerce=int, required=False, empty_value=30,
-                                  label="Received in the last")
+    days = forms.TypedChoiceField(choices=WINDOWS, coerce=int, label="Received in the last")
     rule = forms.ChoiceField(choices=[("", "every rule")] + [(r.value, r.label) for r in RUN_RULES],
                              required=False)
     before = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
@@ -59,7 +59,7 @@ def governance_index(request: HttpRequest) -> HttpResponse:
 @require_GET
 def governance(request: HttpRequest, slug: str) -> HttpResponse:
     namespace = get_namespace_for(request.user, slug)
-    form = FindingsFilter(request.GET)
+    form = FindingsFilter(_with_defaults(request.GET))
     cursor = None
     if form.is_valid() and form.cleaned_data["before"]:
         cursor = Finding.objects.filter(namespace=namespace, pk=form.cleaned_data["before"]).first()
@@ -78,6 +78,14 @@ def governance(request: HttpRequest, slug: str) -> HttpResponse:
         "page": page[:PAGE_SIZE],
         "older": page[PAGE_SIZE - 1].pk if len(page) > PAGE_SIZE else None,
     })
+
+
+def _with_defaults(query):
+    """The query with the default window filled in, so that the form shows what is shown."""
+    data = query.copy()
+    if not data.get("days"):
+        data["days"] = str(DEFAULT_DAYS)
+    return data
 
 
 def _template(request: HttpRequest) -> str:
@@ -108,7 +116,7 @@ def _report_context(namespace: Namespace, form: FindingsFilter,
 def findings_csv(request: HttpRequest, slug: str) -> HttpResponse:
     """The page's findings (same filters, every page of them) as CSV, agents' first."""
     namespace = get_namespace_for(request.user, slug)
-    form = FindingsFilter(request.GET)
+    form = FindingsFilter(_with_defaults(request.GET))
     if not form.is_valid():
         return HttpResponse("; ".join(f"{field}: {' '.join(errors)}"
                                       for field, errors in form.errors.items()),
