@@ -18,7 +18,6 @@ from datetime import datetime
 import orjson
 from django.db import transaction
 from django.db.models import Exists, OuterRef
-from django.utils import timezone
 
 from access.models import Agent
 from governance import counts, durability_checks
@@ -55,7 +54,8 @@ def on_events_stored(sender, events, **kwargs) -> None:
     try:
         with transaction.atomic():
             durability_checks.mark_due(run)
-            examine(run, events, received_at=timezone.now())
+            # Ingest stamps the batch's events and the run with one time: the receipt.
+            examine(run, events, received_at=run.updated_at)
     except Exception:
         log.exception("governance could not examine %d events of run %s", len(events), run.uuid)
 

@@ -70,7 +70,13 @@ def run_pending(*, namespace=None, limit: int = 500, seconds: float | None = Non
     for check_id in list(due.values_list("pk", flat=True)[:limit]):
         if seconds is not None and clock.monotonic() - started > seconds:
             break
-        check_workflow(check_id)
+        try:
+            check_workflow(check_id)
+        except Exception:
+            # Say, a run deleted by retention while it was being checked. It stays due: the
+            # next pass checks it again, and one bad check never stops the others.
+            log.exception("governance could not check workflow check %s", check_id)
+            continue
         checked += 1
     return checked
 

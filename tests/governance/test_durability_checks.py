@@ -191,3 +191,24 @@ def test_checks_replace_their_findings_instead_of_adding(acme, send, support_tok
     durability_checks.check_workflow(check.pk)
 
     assert Finding.objects.filter(rule=Rule.REDONE_WORK).count() == 1
+
+
+def test_a_failing_check_stays_due_and_does_not_stop_the_others(acme, send, support_token,
+                                                                monkeypatch, caplog):
+    send(support_token, Stream("wf-bad").start())
+    send(support_token, Stream("wf-good").start())
+    bad = WorkflowCheck.objects.get(workflow_id="wf-bad")
+    real = durability_checks.check_workflow
+
+    def check(check_id):
+        if check_id == bad.pk:
+            raise RuntimeError("a run went away")
+        real(check_id)
+
+    monkeypatch.setattr(durability_checks, "check_workflow", check)
+
+    assert durability_checks.run_pending() == 1
+    assert list(WorkflowCheck.objects.filter(due=True).values_list("workflow_id", flat=True)) == [
+        "wf-bad"
+    ]
+    assert "could not check workflow check" in caplog.text
