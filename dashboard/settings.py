@@ -56,6 +56,8 @@ INSTALLED_APPS = [
     "audit",
     "evidence",
     "temporal",
+    # After interventions: its ingest receiver runs after interventions' (governance/apps.py).
+    "governance",
     "dashboard",
 ]
 
@@ -176,6 +178,9 @@ CELERY_TASK_ROUTES = {
     "temporal.follow_connections": {"queue": "temporal"},
     "temporal.follow_connection": {"queue": "temporal"},
     "temporal.import_history": {"queue": "temporal"},
+    # Governance's periodic work reads many events: kept off the command queue.
+    "governance.refresh_findings": {"queue": "slow"},
+    "governance.apply_retention": {"queue": "slow"},
 }
 # One message at a time per worker process: with late acks a prefetched message would wait
 # behind a slow one and count against the visibility timeout.
@@ -203,6 +208,16 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(env_int("TEMPORAL_FOLLOW_INTERVAL_SECONDS", 5, minimum=1)),
         "options": {"queue": "temporal"},
     },
+    "refresh-governance-findings": {
+        "task": "governance.refresh_findings",
+        "schedule": float(env_int("GOVERNANCE_REFRESH_SECONDS", 30, minimum=1)),
+        "options": {"queue": "slow"},
+    },
+    "apply-retention": {
+        "task": "governance.apply_retention",
+        "schedule": float(env_int("RETENTION_INTERVAL_SECONDS", 3600, minimum=60)),
+        "options": {"queue": "slow"},
+    },
 }
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
@@ -224,6 +239,9 @@ APPROVAL_DEFAULT_TIMEOUT_SECONDS = env_int("APPROVAL_DEFAULT_TIMEOUT_SECONDS", 8
 APPROVAL_MAX_TIMEOUT_SECONDS = env_int("APPROVAL_MAX_TIMEOUT_SECONDS", 7 * 86400, minimum=1)
 APPROVAL_REMINDER_BEFORE_SECONDS = env_int("APPROVAL_REMINDER_BEFORE_SECONDS", 900, minimum=0)
 WEBHOOK_TIMEOUT_SECONDS = env_int("WEBHOOK_TIMEOUT_SECONDS", 10, minimum=1)
+
+# --- Governance (docs/governance.md): workflow ids checked per pass of the refresh task.
+GOVERNANCE_CHECKS_PER_PASS = env_int("GOVERNANCE_CHECKS_PER_PASS", 500, minimum=1)
 # CIDRs that webhooks may reach although they are loopback, private or link-local.
 WEBHOOK_ALLOWED_NETWORKS = env_list("WEBHOOK_ALLOWED_NETWORKS", [])
 NOTIFY_WEBHOOK_URL = env_str("NOTIFY_WEBHOOK_URL") or ""

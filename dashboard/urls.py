@@ -16,6 +16,7 @@ urlpatterns = [
     path("", include("audit.urls")),
     path("", include("evidence.urls")),
     path("", include("temporal.page_urls")),
+    path("", include("governance.urls")),
     # Sign-in, sign-out and password change only: password reset needs outgoing mail, which
     # is not configured (an open reset form would also tell strangers which addresses exist).
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),

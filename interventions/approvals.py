@@ -303,14 +303,9 @@ def record_claim(run: Run, event) -> None:
         log.warning("run %s claims %s for unknown approval request %r", run.uuid, claimed,
                     request_id)
         return
-    expected = {
-        ApprovalState.APPROVED: "granted",
-        ApprovalState.REJECTED: "rejected",
-        ApprovalState.EXPIRED: "expired",
-    }.get(request.state)
     request.claimed_outcome = claimed
     request.claim_event_id = event.event_id
-    request.claim_mismatch = expected != claimed
+    request.claim_mismatch = claim_contradicts(request, claimed)
     request.save(update_fields=["claimed_outcome", "claim_event_id", "claim_mismatch"])
     if request.claim_mismatch:
         record(
@@ -318,6 +313,17 @@ def record_claim(run: Run, event) -> None:
             object_repr=f"{request.action} on {run.workflow_id}",
             after={"claimed": claimed, "decided": request.state, "event_id": event.event_id},
         )
+
+
+def claim_contradicts(request: ApprovalRequest, claimed: str) -> bool:
+    """Whether an agent's claim (granted, rejected, expired) disagrees with the request's state
+    now: a claim about a request still pending contradicts it too."""
+    expected = {
+        ApprovalState.APPROVED: "granted",
+        ApprovalState.REJECTED: "rejected",
+        ApprovalState.EXPIRED: "expired",
+    }.get(request.state)
+    return expected != claimed
 
 
 def remind_due_soon(now=None) -> int:

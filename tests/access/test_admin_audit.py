@@ -24,7 +24,7 @@ def test_adding_a_membership_in_the_admin_is_audited(client, superuser, acme, bo
     )
     assert response.status_code == 302, response.content[:2000]
     entry = AuditEntry.objects.get(action="admin.membership.created")
-    assert entry.namespace == acme and entry.actor == superuser
+    assert entry.namespace_id_copy == acme.pk and entry.actor_id_copy == superuser.pk
     assert entry.after["role"] == "operator"
 
 
@@ -54,4 +54,4 @@ def test_deleting_a_membership_in_the_admin_is_audited(client, superuser, acme, 
     )
     assert response.status_code == 302
     entry = AuditEntry.objects.get(action="admin.membership.deleted")
-    assert entry.before["role"] == "viewer" and entry.namespace == acme
+    assert entry.before["role"] == "viewer" and entry.namespace_id_copy == acme.pk

@@ -9,12 +9,14 @@ from io import StringIO
 
 import pytest
 from django.core.management import call_command
-from django.db import DatabaseError, connection, transaction
+from django.db import connection
 from django.test import Client
 
 from access.models import Agent, Membership, Token
+from audit.chain import verify
 from audit.log import record, verify_chain
 from audit.models import GENESIS, AuditEntry
+from tests.audit.guard import guard_lifted
 
 pytestmark = pytest.mark.django_db
 
@@ -54,10 +56,8 @@ def test_entries_chain_each_to_the_one_before(acme, alice):
 
 
 def test_a_rewritten_entry_breaks_the_chain_there(acme):
-    if connection.vendor == "postgresql":
-        pytest.skip("PostgreSQL refuses the UPDATE itself (see the next tests)")
     made = [record("test.step", namespace=acme, after={"n": n}) for n in range(3)]
-    with connection.cursor() as cursor:
+    with guard_lifted(), connection.cursor() as cursor:
         cursor.execute("UPDATE audit_auditentry SET after = '{\"n\": 9}' WHERE seq = %s",
                        [made[1].seq])
 
@@ -65,37 +65,22 @@ def test_a_rewritten_entry_breaks_the_chain_there(acme):
 
 
 def test_a_removed_entry_breaks_the_chain_after_it(acme):
-    if connection.vendor == "postgresql":
-        pytest.skip("PostgreSQL refuses the DELETE itself (see the next tests)")
     made = [record("test.step", namespace=acme, after={"n": n}) for n in range(3)]
-    with connection.cursor() as cursor:
+    with guard_lifted(), connection.cursor() as cursor:
         cursor.execute("DELETE FROM audit_auditentry WHERE seq = %s", [made[1].seq])
 
     assert verify_chain() == (False, made[2].seq)
 
 
-@pytest.mark.postgres
-@pytest.mark.parametrize("statement", [
-    "UPDATE audit_auditentry SET action = 'nothing.happened'",
-    "DELETE FROM audit_auditentry",
-])
-def test_postgresql_refuses_to_rewrite_the_log(acme, statement):
-    record("test.step", namespace=acme)
+def test_entries_cut_off_the_end_are_noticed_by_the_head(acme):
+    made = [record("test.step", namespace=acme, after={"n": n}) for n in range(3)]
+    with guard_lifted(), connection.cursor() as cursor:
+        cursor.execute("DELETE FROM audit_auditentry WHERE seq = %s", [made[2].seq])
 
-    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), \
-            connection.cursor() as cursor:
-        cursor.execute(statement)
-
-    assert AuditEntry.objects.filter(action="test.step").count() == 1
-    assert verify_chain() == (True, None)
-
-
-@pytest.mark.postgres
-def test_postgresql_refuses_an_orm_update_too(acme):
-    entry = record("test.step", namespace=acme)
-
-    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
-        AuditEntry.objects.filter(pk=entry.pk).update(actor_label="someone else")
+    check = verify()
+    assert not check.intact
+    assert check.broken_at is None
+    assert f"records entry #{made[2].seq}" in check.problem
 
 
 # --- sign-ins -----------------------------------------------------------------------------------
@@ -107,10 +92,10 @@ def test_a_sign_in_is_recorded_with_the_address(alice):
 
     assert response.status_code == 302
     (entry,) = entries("auth.signed_in")
-    assert (entry.actor, entry.actor_label, entry.source_address) == (
-        alice, "alice", "203.0.113.7"
+    assert (entry.actor_id_copy, entry.actor_label, entry.source_address) == (
+        alice.pk, "alice", "203.0.113.7"
     )
-    assert entry.namespace is None  # site-wide: superusers see it
+    assert entry.namespace_id_copy is None  # site-wide: superusers see it
 
 
 def test_a_failed_sign_in_is_recorded_without_the_password(alice):
@@ -120,7 +105,7 @@ def test_a_failed_sign_in_is_recorded_without_the_password(alice):
 
     assert response.status_code == 200  # the form again
     (entry,) = entries("auth.sign_in_failed")
-    assert (entry.actor, entry.actor_label, entry.object_repr, entry.source_address) == (
+    assert (entry.actor_id_copy, entry.actor_label, entry.object_repr, entry.source_address) == (
         None, "system", "alice", "203.0.113.8"
     )
     assert "wrong-guess-42" not in everything_recorded()
@@ -148,8 +133,8 @@ def test_a_token_made_in_the_admin_is_recorded_without_its_secret(as_root, suppo
     (secret,) = TOKEN.findall(response.content.decode())
     token = Token.objects.get(name="ci")
     (entry,) = entries("token.created")
-    assert (entry.actor_label, entry.namespace, entry.object_id, entry.source_address) == (
-        "root", support_agent.namespace, str(token.pk), "198.51.100.2"
+    assert (entry.actor_label, entry.namespace_slug, entry.object_id, entry.source_address) == (
+        "root", "acme", str(token.pk), "198.51.100.2"
     )
     assert entry.after == {"kind": "agent", "prefix": token.prefix, "name": "ci",
                            "agent": "acme/support-bot", "user": None}
@@ -161,7 +146,7 @@ def test_a_user_token_made_in_the_admin_is_site_wide(as_root, alice):
                  {"kind": "user", "agent": "", "user": alice.pk, "name": "laptop"})
 
     (entry,) = entries("token.created")
-    assert entry.namespace is None
+    assert entry.namespace_id_copy is None
     assert entry.after["user"] == "alice"
 
 
@@ -192,7 +177,9 @@ def test_create_agent_token_is_recorded_as_the_system(acme):
 
     secret = out.getvalue().strip()
     (entry,) = entries("token.created")
-    assert (entry.actor, entry.actor_label, entry.namespace) == (None, "system", acme)
+    assert (entry.actor_id_copy, entry.actor_label, entry.namespace_id_copy) == (
+        None, "system", acme.pk
+    )
     assert entry.after["agent"] == "acme/support-bot"
     assert secret.split("_", 2)[2] not in everything_recorded()
 
@@ -203,7 +190,9 @@ def test_create_user_token_is_recorded_as_the_system(alice):
     call_command("create_user_token", user="alice", stdout=out, stderr=StringIO())
 
     (entry,) = entries("token.created")
-    assert (entry.actor_label, entry.namespace, entry.after["user"]) == ("system", None, "alice")
+    assert (entry.actor_label, entry.namespace_id_copy, entry.after["user"]) == (
+        "system", None, "alice"
+    )
     assert out.getvalue().strip().split("_", 2)[2] not in everything_recorded()
 
 
@@ -217,8 +206,8 @@ def test_adding_a_role_is_recorded(as_alice, acme, django_user_model):
                   REMOTE_ADDR="192.0.2.44")
 
     (entry,) = entries("member.role_added")
-    assert (entry.actor_label, entry.namespace, entry.source_address, entry.after) == (
-        "alice", acme, "192.0.2.44", {"user": "dana", "role": "approver"}
+    assert (entry.actor_label, entry.namespace_slug, entry.source_address, entry.after) == (
+        "alice", "acme", "192.0.2.44", {"user": "dana", "role": "approver"}
     )
 
 
@@ -257,7 +246,7 @@ def test_changing_an_agents_owner_is_recorded(as_alice, bob, support_agent):
     as_alice.post(url, agent_form(owner_user=bob.pk))
 
     (entry,) = entries("agent.owner_changed")
-    assert (entry.actor_label, entry.object_id, entry.namespace.slug) == (
+    assert (entry.actor_label, entry.object_id, entry.namespace_slug) == (
         "alice", str(support_agent.pk), "acme"
     )
     assert entry.before == {"owner": None, "owner_kind": None}

@@ -89,7 +89,7 @@ def test_an_operator_sends_each_verb(
     # Enqueued once the transaction committed, and audited with the operator's name.
     assert broker.deliveries == [(str(command.pk), "pull")]
     entry = AuditEntry.objects.get(action="command.requested")
-    assert (entry.actor, entry.object_id) == (olga, str(command.pk))
+    assert (entry.actor_id_copy, entry.object_id) == (olga.pk, str(command.pk))
 
 
 @pytest.mark.parametrize("persona", ["bob", "ivy", "dora"],

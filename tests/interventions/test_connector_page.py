@@ -272,7 +272,7 @@ def test_changes_are_audited_without_the_secret(as_alice, support_agent):
         ({"kind": "webhook", "url": PUBLIC_URL, "has_secret": True},
          {"kind": "pull", "url": "", "has_secret": False, "secret_rotated": False}),
     ]
-    assert {e.namespace.slug for e in entries} == {"acme"}
+    assert {e.namespace_slug for e in entries} == {"acme"}
     for entry in AuditEntry.objects.all():
         text = str(entry.content())
         assert all(secret not in text for secret in sealed_values)

@@ -125,7 +125,7 @@ def test_an_admin_adds_a_policy(as_alice, support_agent):
     assert changes() == [("alice", None, {"agent": "support-bot", "tool": "refund",
                                           "min_approvals": 2, "min_risk": "high"})]
     entry = AuditEntry.objects.get(action="policy.changed")
-    assert (entry.namespace.slug, entry.source_address) == ("acme", "198.51.100.4")
+    assert (entry.namespace_slug, entry.source_address) == ("acme", "198.51.100.4")
     assert b"Policy added." in as_alice.get(POLICIES).content
 
 
