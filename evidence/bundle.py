@@ -210,8 +210,8 @@ def _write_run(writer: BundleWriter, run: Run, raw: bool, trees: _DigestTrees,
     commands = _commands(run)
     approvals = _approvals(run)
     if not raw:
-        # Ingest masks the approval arguments it stores; the free text beside them (an agent's
-        # summary, an operator's reason or signal payload) is masked here too, to be safe.
+        # Ingest masks the agent's text it stores on an approval request; the free text beside
+        # it (an operator's reason or signal payload, a reviewer's comment) is masked here too.
         commands, approvals = _masked(commands), _masked(approvals)
     audit = _audit_entries(run, commands, approvals)
     audit_seqs.update(entry["seq"] for entry in audit)

@@ -71,7 +71,13 @@ def open_from_event(run: Run, event) -> ApprovalRequest | None:
 
     Attributes read: request_id (required), action or tool, arguments, risk, approvals,
     on_behalf_of, summary, deadline (RFC 3339) or timeout_seconds. Anything unusable falls back
-    to the safe side (medium risk, one approval, the default deadline)."""
+    to the safe side (medium risk, one approval, the default deadline).
+
+    The agent's text copied into the request (action, arguments, summary, on_behalf_of) is
+    stored with secrets masked, exactly as the event's masked attributes show them: the inbox,
+    the API, notifications and the run page show the request to people who may not see the raw
+    event. Masked before it is cut to length, so a cut cannot hide a secret from the scanner.
+    The request id is kept as sent: the decision must name it for the agent to match it."""
     if run.is_closed:
         # The run had already ended when its request arrived (a history imported or sent
         # after the fact): nobody could deliver a decision, so no one is asked for one.
@@ -80,6 +86,8 @@ def open_from_event(run: Run, event) -> ApprovalRequest | None:
     request_id = str(attributes.get("request_id") or f"event-{event.event_id}")[:200]
     if ApprovalRequest.objects.filter(run=run, request_id=request_id).exists():
         return None
+    _, masked = scan(attributes)
+    shown = attributes if masked is None else masked
     asked_risk = attributes.get("risk")
     if asked_risk not in Risk.values:
         asked_risk = Risk.MEDIUM
@@ -87,22 +95,20 @@ def open_from_event(run: Run, event) -> ApprovalRequest | None:
     if not isinstance(asked_approvals, int) or isinstance(asked_approvals, bool):
         asked_approvals = 1
     asked_approvals = min(max(asked_approvals, 1), MAX_APPROVALS)
-    action = str(attributes.get("action") or attributes.get("tool") or "action")[:200]
-    arguments = attributes.get("arguments", {})
+    arguments = shown.get("arguments", {})
     if not isinstance(arguments, dict):
         arguments = {"value": arguments}
-    _, masked = scan({"arguments": arguments})
-    if masked is not None:
-        arguments = masked["arguments"]
-    risk, required = effective_bar(run.agent, action, asked_risk, asked_approvals)
+    # The policies are those of the tool the agent named, even if its name had to be masked.
+    tool = str(attributes.get("action") or attributes.get("tool") or "action")[:200]
+    risk, required = effective_bar(run.agent, tool, asked_risk, asked_approvals)
     request = ApprovalRequest.objects.create(
         run=run,
         request_id=request_id,
         event_id=event.event_id,
-        action=action,
+        action=str(shown.get("action") or shown.get("tool") or "action")[:200],
         arguments=arguments,
-        summary=str(attributes.get("summary") or attributes.get("reason") or "")[:2000],
-        on_behalf_of=str(attributes.get("on_behalf_of") or "")[:200],
+        summary=str(shown.get("summary") or shown.get("reason") or "")[:2000],
+        on_behalf_of=str(shown.get("on_behalf_of") or "")[:200],
         asked_risk=asked_risk,
         asked_approvals=asked_approvals,
         risk=risk,

@@ -205,8 +205,10 @@ class ApprovalRequest(models.Model):
     run = models.ForeignKey(Run, on_delete=models.PROTECT, related_name="approval_requests")
     request_id = models.CharField(max_length=200)  # the agent's own id, unique in the run
     event_id = models.BigIntegerField()  # the approval.requested event
+    # The agent's text, stored with secrets masked (approvals.open_from_event): people who may
+    # not see the raw event see these.
     action = models.CharField(max_length=200)  # the tool or action to be approved
-    arguments = models.JSONField(default=dict, blank=True)  # masked
+    arguments = models.JSONField(default=dict, blank=True)
     summary = models.TextField(blank=True)
     on_behalf_of = models.CharField(max_length=200, blank=True)
     asked_risk = models.CharField(max_length=10, choices=Risk.choices, default=Risk.MEDIUM)

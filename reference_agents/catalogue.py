@@ -14,6 +14,7 @@ from __future__ import annotations
 from types import ModuleType
 
 from reference_agents import (
+    claimed_approval,
     crash_resume,
     leaked_key,
     out_of_scope,
@@ -37,8 +38,9 @@ AGENTS: dict[str, ModuleType] = {
         restart_from_scratch,
         out_of_scope,
         unapproved_refund,
+        claimed_approval,
         leaked_key,
-        )
+    )
 }
 
 

@@ -1,6 +1,7 @@
 """Research agent: many steps. It plans a question into sub-questions, searches for each,
 fetches and summarises every result (some fetches fail at a flaky upstream and are retried),
-waits out the search service's rate limit between rounds, then writes a cited report.
+waits out the search service's rate limit between rounds on a durable timer (`run.sleep`: not
+waited again after a resume), then writes a cited report.
 
 With the default depth it records about thirty activities per run, all within its declared
 tools (the LLM steps are `kind="llm"` activities, not tools).
@@ -9,7 +10,6 @@ tools (the LLM steps are `kind="llm"` activities, not tools).
 from __future__ import annotations
 
 import hashlib
-import time
 
 from reference_agents import library
 from reference_agents.jobs import Job, Session
@@ -41,11 +41,6 @@ def job(number: int, session: Session, *, depth: int = 4) -> Job:
                number=number)
 
 
-def pause(seconds: float) -> dict:
-    time.sleep(seconds)
-    return {"waited_seconds": seconds}
-
-
 def write_report(report: dict) -> dict:
     name = hashlib.sha256(report["title"].encode()).hexdigest()[:10]
     return {"document": f"reports/{name}.md", "words": len(report["body"].split()),
@@ -66,9 +61,9 @@ def execute(session: Session, job: Job) -> dict:
         upstream = library.Library()  # this run's view of the flaky upstream
         for round_number, step in enumerate(plan["steps"]):
             if round_number:
-                # The search service's rate limit. The SDK has no durable timer yet, so the
-                # wait is an activity of kind "timer": recorded, and not waited again on resume.
-                run.call("rate_limit_pause", pause, RATE_LIMIT_PAUSE, kind="timer")
+                # The search service's rate limit: a durable timer, so a run resumed after a
+                # crash waits only for what is left of it.
+                run.sleep(RATE_LIMIT_PAUSE, timer_id=f"rate-limit-{round_number}")
             hits = run.call("web_search", library.search, step, RESULTS_PER_SEARCH,
                             kind="tool")
             for hit in hits:

@@ -72,4 +72,18 @@ def digest(value) -> str:
 
 def now() -> str:
     """The current time as RFC 3339 in UTC with microseconds, e.g. 2026-11-26T14:02:11.120431Z."""
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return rfc3339(datetime.now(UTC))
+
+
+def rfc3339(moment: datetime) -> str:
+    """An aware datetime as the SDK writes times: RFC 3339 in UTC with microseconds."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def parse_rfc3339(text: str) -> datetime:
+    """A time the SDK wrote (`rfc3339`), or any RFC 3339 time with an offset; ValueError
+    otherwise (a time without an offset is ambiguous)."""
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        raise ValueError(f"{text!r} has no UTC offset")
+    return moment

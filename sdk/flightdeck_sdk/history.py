@@ -1,10 +1,10 @@
 """A run's recorded history, read for resuming: what a restarted agent must replay.
 
-Replay goes by **step position**: every `run.call`, `run.decide` and `run.request_approval`
-takes the next position (1, 2, 3, …), recorded in its event's `position` attribute. Events
-that are not steps (commands, pauses, markers) may fall anywhere between them and are not
-replayed, except what changed the agent's course: a signal handled and a cancel applied at a
-position are delivered again at the same position.
+Replay goes by **step position**: every `run.call`, `run.decide`, `run.request_approval`,
+`run.sleep` and `run.record` takes the next position (1, 2, 3, …), recorded in its event's
+`position` attribute. Events that are not steps (commands, pauses, markers, claims) may fall
+anywhere between them and are not replayed, except what changed the agent's course: a signal
+handled and a cancel applied at a position are delivered again at the same position.
 """
 
 from __future__ import annotations
@@ -15,6 +15,30 @@ CLOSING = {"workflow.completed", "workflow.failed", "workflow.cancelled", "workf
            "workflow.timed_out", "workflow.continued_as_new"}
 CLAIMS = {"approval.granted": "approved", "approval.rejected": "rejected",
           "approval.expired": "expired"}
+
+# The event types the SDK records itself and reads back on resume, and what to use instead of
+# `run.record` for each: recording one by hand would be misread as the SDK's own step.
+OWNED_PREFIXES = {
+    "workflow.": "the run records its own start and end",
+    "activity.": "use run.call or @activity",
+    "command.": "the SDK records the commands it receives",
+    "timer.": "use run.sleep",
+}
+OWNED_TYPES = {
+    "approval.requested": "use run.request_approval",
+    "decision.made": "use run.decide",
+    "signal.received": "the SDK records the signals it receives",
+}
+
+
+def owned_by_sdk(event_type: str) -> str | None:
+    """Why `event_type` is the SDK's own (what to use instead), or None if it is not."""
+    if event_type in OWNED_TYPES:
+        return OWNED_TYPES[event_type]
+    for prefix, why in OWNED_PREFIXES.items():
+        if event_type.startswith(prefix):
+            return why
+    return None
 
 
 @dataclass
@@ -52,6 +76,31 @@ class RecordedApproval:
 
 
 @dataclass
+class RecordedTimer:
+    position: int
+    timer_id: str
+    started_event_id: int
+    fire_at: str  # RFC 3339, as recorded on timer.started
+    fired: bool = False
+    cancelled: bool = False
+
+    def describe(self) -> str:
+        return f"timer {self.timer_id!r}"
+
+
+@dataclass
+class RecordedEvent:
+    """An event the agent recorded with `run.record` (a type the SDK does not model)."""
+
+    position: int
+    type: str
+    event_id: int
+
+    def describe(self) -> str:
+        return f"event {self.type!r}"
+
+
+@dataclass
 class RecordedControl:
     """A signal handled or a cancel applied at a position: the agent's course depended on it."""
 
@@ -79,12 +128,13 @@ class RecordedHistory:
     def read(cls, events: list[dict]) -> RecordedHistory:
         history = cls(sorted(events, key=lambda event: event["event_id"]))
         scheduled: dict[int, RecordedActivity] = {}
+        timers: dict[int, RecordedTimer] = {}
         approvals: dict[str, RecordedApproval] = {}
         for event in history.events:
-            history._read_one(event, scheduled, approvals)
+            history._read_one(event, scheduled, timers, approvals)
         return history
 
-    def _read_one(self, event: dict, scheduled: dict, approvals: dict) -> None:
+    def _read_one(self, event: dict, scheduled: dict, timers: dict, approvals: dict) -> None:
         kind = event.get("type", "")
         attributes = event.get("attributes") or {}
         refs = event.get("refs") or {}
@@ -117,7 +167,19 @@ class RecordedHistory:
             step = RecordedApproval(position, str(attributes.get("request_id", "")),
                                     str(attributes.get("action", "")))
             self.steps[position] = approvals[step.request_id] = step
-        elif kind in CLAIMS:
+        elif kind == "timer.started" and position:
+            step = RecordedTimer(position, str(attributes.get("timer_id", "")),
+                                 event["event_id"], str(attributes.get("fire_at", "")))
+            self.steps[position] = timers[event["event_id"]] = step
+        elif kind in ("timer.fired", "timer.cancelled"):
+            step = timers.get(refs.get("started"))
+            if step is not None:
+                step.fired = step.fired or kind == "timer.fired"
+                step.cancelled = step.cancelled or kind == "timer.cancelled"
+        elif kind in CLAIMS and position is None:
+            # The SDK's own record of the decision it received (it has no position). A claim
+            # the agent recorded itself with run.record is a step of its own (below) and never
+            # stands in for the decision.
             step = approvals.get(str(attributes.get("request_id", "")))
             if step is not None:
                 step.claim = {**attributes, "decision": CLAIMS[kind]}
@@ -134,6 +196,8 @@ class RecordedHistory:
                 position, "signal", str(attributes.get("command_id", "")),
                 signal_name=str(attributes.get("signal_name", "")),
                 payload=attributes.get("payload")))
+        if position and owned_by_sdk(kind) is None:
+            self.steps[position] = RecordedEvent(position, kind, event["event_id"])
 
     def unfinished_commands(self) -> list[dict]:
         """Commands received but neither applied nor rejected before the process ended, as

@@ -8,8 +8,8 @@ arrives: `workflow.terminated` is recorded at once and the run's next SDK call (
 is in) raises `Terminated`.
 
 A run opened again with the same ids after a crash **replays**: each step (`call`, `decide`,
-`request_approval`) takes the next position, and a position already in the history returns
-what was recorded instead of doing the work again (history.py).
+`request_approval`, `sleep`, `record`) takes the next position, and a position already in the
+history returns what was recorded instead of doing the work again (history.py).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import re
 import threading
 import time
 import traceback
@@ -38,14 +39,21 @@ from flightdeck_sdk.history import (
     RecordedActivity,
     RecordedApproval,
     RecordedDecision,
+    RecordedEvent,
     RecordedHistory,
+    RecordedTimer,
+    owned_by_sdk,
 )
 from flightdeck_sdk.large_values import expand, fit
+from flightdeck_sdk.timer import TimerStep, check_seconds, check_timer_id, started_attributes
 from flightdeck_sdk.transport import Unavailable
 
 log = logging.getLogger("flightdeck_sdk")
 
 MAX_LABELS = 64
+EVENT_TYPE = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+", re.ASCII)  # as ingest checks it
+MAX_EVENT_TYPE = 100
+MAX_EVENT_ID = 2**53 - 1
 MAX_ERROR_CHARACTERS = 8000
 RISKS = ("low", "medium", "high", "critical")
 CLOSING_OUTCOMES = {"workflow.completed": "completed", "workflow.failed": "failed",
@@ -73,6 +81,33 @@ def check_labels(labels) -> dict[str, str]:
         if not 1 <= len(key) <= 100 or len(value) > 200 or "\x00" in key + value:
             raise ValueError(f"labels[{key!r}]: key 1-100, value at most 200 characters, no NUL")
     return dict(labels)
+
+
+def check_event(event_type, attributes, refs) -> tuple[dict, dict]:
+    """The attributes and refs of an event for `run.record`, or ValueError naming the problem.
+    Refused here, at the agent, rather than dead-lettered (or misread on resume) later."""
+    if not isinstance(event_type, str) or not 1 <= len(event_type) <= MAX_EVENT_TYPE or \
+            EVENT_TYPE.fullmatch(event_type) is None:
+        raise ValueError(f"type {event_type!r}: must be dotted lowercase words of at most "
+                         f"{MAX_EVENT_TYPE} characters, e.g. llm.usage")
+    why = owned_by_sdk(event_type)
+    if why is not None:
+        raise ValueError(f"type {event_type!r} is recorded by the SDK itself ({why}); "
+                         "run.record takes the types it does not model")
+    fields = jsonable(attributes if attributes is not None else {})
+    if not isinstance(fields, dict):
+        raise ValueError("attributes must be a dict")
+    if "position" in fields:
+        raise ValueError("attributes: 'position' is the SDK's (the step's place in the run)")
+    refs = {} if refs is None else refs
+    if not isinstance(refs, dict):
+        raise ValueError("refs must be a dict of name to event id")
+    for name, ref in refs.items():
+        if not isinstance(name, str) or not name or "\x00" in name:
+            raise ValueError(f"refs[{name!r}]: names must be non-empty strings without NUL")
+        if isinstance(ref, bool) or not isinstance(ref, int) or not 1 <= ref <= MAX_EVENT_ID:
+            raise ValueError(f"refs[{name!r}]: must be an event id (an integer of 1 or more)")
+    return fields, dict(refs)
 
 
 def describe_error(exc: BaseException) -> dict:
@@ -217,7 +252,8 @@ class Run:
 
     @property
     def position(self) -> int:
-        """How many steps (calls, decisions, approval requests) the run has taken."""
+        """How many steps (calls, decisions, approval requests, timers, recorded events) the
+        run has taken."""
         return self._position
 
     @property
@@ -469,6 +505,80 @@ class Run:
         if model is not None:
             fields["model"] = jsonable(model)
         self._record([("decision.made", fields, {})], identity=identity)
+
+    def sleep(self, seconds: float, *, timer_id: str | None = None) -> None:
+        """Wait `seconds` as a durable timer (a step; see timer.py): `timer.started`, then
+        `timer.fired` at its recorded `fire_at`. After a resume a fired timer does not wait
+        again and an unfired one waits only for the rest. Commands are applied while waiting:
+        a pause holds the run after the timer fires, cancel and terminate end the wait."""
+        seconds, timer_id = check_seconds(seconds), check_timer_id(timer_id)
+        self.checkpoint()
+        timer = self._begin_timer(seconds, timer_id)
+        if timer is None:
+            return
+        try:
+            self._wait(timer.ready, interval=timer.interval)
+        except Cancelled as exc:
+            timer.cancel(exc)
+            raise
+
+    async def asleep(self, seconds: float, *, timer_id: str | None = None) -> None:
+        """`sleep` for asyncio: the event loop runs other tasks meanwhile."""
+        seconds, timer_id = check_seconds(seconds), check_timer_id(timer_id)
+        await self.acheckpoint()
+        timer = self._begin_timer(seconds, timer_id)
+        if timer is None:
+            return
+        try:
+            await self._await(timer.ready, interval=timer.interval)
+        except Cancelled as exc:
+            timer.cancel(exc)
+            raise
+
+    def _begin_timer(self, seconds: float, timer_id: str | None) -> TimerStep | None:
+        """The timer to wait for, or None when the history shows it fired already."""
+        position = self._take_position()
+        timer_id = timer_id or f"timer@{position}"
+        got = f"timer {timer_id!r}"
+        recorded = self._recorded_step(position, RecordedTimer, got)
+        if recorded is not None:
+            if recorded.timer_id != timer_id:
+                raise NondeterminismError(position, recorded.describe(), got)
+            if recorded.fired:
+                return None
+            # Started before the process ended: wait for the recorded fire time, not anew.
+            return TimerStep(self, timer_id, recorded.started_event_id, recorded.fire_at,
+                             cancelled=recorded.cancelled)
+        attributes = started_attributes(timer_id, seconds, position)
+        started = self._record([("timer.started", attributes, {})])[0]
+        return TimerStep(self, timer_id, started, attributes["fire_at"])
+
+    def record(self, type: str, attributes: dict | None = None, *,
+               refs: dict | None = None, identity: str | None = None) -> int:
+        """Record an event of a type the SDK does not model (dotted lowercase, e.g.
+        `llm.usage`; the SDK's own types raise ValueError). A step: after a resume a recorded
+        one is not recorded again. Returns the event's id (the recorded one on replay)."""
+        attributes, refs = check_event(type, attributes, refs)
+        self.checkpoint()
+        return self._record_event(type, attributes, refs, identity)
+
+    async def arecord(self, type: str, attributes: dict | None = None, *,
+                      refs: dict | None = None, identity: str | None = None) -> int:
+        attributes, refs = check_event(type, attributes, refs)
+        await self.acheckpoint()
+        return self._record_event(type, attributes, refs, identity)
+
+    def _record_event(self, event_type: str, attributes: dict, refs: dict,
+                      identity: str | None) -> int:
+        position = self._take_position()
+        got = f"event {event_type!r}"
+        recorded = self._recorded_step(position, RecordedEvent, got)
+        if recorded is not None:
+            if recorded.type != event_type:
+                raise NondeterminismError(position, recorded.describe(), got)
+            return recorded.event_id
+        return self._record([(event_type, {**attributes, "position": position}, refs)],
+                            identity=identity)[0]
 
     def call(self, name: str, fn: Callable, *args, kind: str = "tool", key: str | None = None,
              retries: int = 0, backoff: float = 1.0, identity: str | None = None, **kwargs):
@@ -788,9 +898,10 @@ class Run:
             with contextlib.suppress(RuntimeError):  # that loop is closed
                 loop.call_soon_threadsafe(event.set)
 
-    def _wait(self, ready: Callable, interval: float = 1.0):
+    def _wait(self, ready: Callable, interval: float | Callable[[], float] = 1.0):
         """Call `ready()` until it returns something other than None, sleeping in between
-        until something changes (a command arrives) or `interval` passes."""
+        until something changes (a command arrives) or `interval` (seconds, or a function
+        giving them) passes."""
         while True:
             with self._lock:
                 version = self._version
@@ -799,9 +910,9 @@ class Run:
                 return result
             with self._lock:
                 if self._version == version:
-                    self._changed.wait(interval)
+                    self._changed.wait(interval() if callable(interval) else interval)
 
-    async def _await(self, ready: Callable, interval: float = 1.0):
+    async def _await(self, ready: Callable, interval: float | Callable[[], float] = 1.0):
         loop = asyncio.get_running_loop()
         while True:
             with self._lock:
@@ -815,7 +926,8 @@ class Run:
                     continue
                 self._async_waiters.add((loop, event))
             try:
-                await asyncio.wait_for(event.wait(), interval)
+                await asyncio.wait_for(event.wait(),
+                                       interval() if callable(interval) else interval)
             except TimeoutError:
                 pass
             finally:

@@ -299,6 +299,24 @@ def test_arguments_carrying_an_api_key_are_stored_masked(ask_approval):
     assert OPENAI_KEY.encode() not in stored and b"Zx9Qw3Er7Ty1Ui5Op2As" not in stored
 
 
+def test_the_agents_text_carrying_a_key_is_stored_masked(support_agent, ask_approval):
+    mask = "[REDACTED:openai_api_key]"
+    tool = f"call_with {OPENAI_KEY}"
+    policy(support_agent, tool, 2, "critical")
+    pending = ask_approval(request_id=f"r-{OPENAI_KEY}", action=tool,
+                           summary="x" * 1989 + " " + OPENAI_KEY, on_behalf_of=f"ops {OPENAI_KEY}")
+    assert pending.action == f"call_with {mask}"
+    # Masked before the cut to 2,000 characters: the key straddles it, and is still masked.
+    assert pending.summary == ("x" * 1989 + " " + mask)[:2000]
+    assert pending.on_behalf_of == f"ops {mask}"
+    # The policy of the tool the agent named applies, and the decision must name the request
+    # as the agent did, so the request id is kept as sent.
+    assert (pending.risk, pending.required_approvals) == ("critical", 2)
+    assert pending.request_id == f"r-{OPENAI_KEY}"
+    reason = ask_approval(reason=f"key {OPENAI_KEY}")  # `reason` stands in for a summary
+    assert reason.summary == f"key {mask}"
+
+
 @pytest.mark.parametrize(
     ("attributes", "risk", "required"),
     [

@@ -1,5 +1,6 @@
 """The research agent: dozens of steps, fetches failing at a flaky upstream retried as further
-attempts of the same activity, timers between search rounds, all within its declared tools."""
+attempts of the same activity, durable timers between search rounds, all within its declared
+tools."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from django.contrib.auth import get_user_model
 
 from access.models import Token
 from history.models import Run
+from history.wire import parse_time
 from interventions.models import Command
 from reference_agents import library, research
 from reference_agents.model import FakeModel
@@ -37,9 +39,8 @@ def test_a_question_takes_dozens_of_activities_with_retries_and_timers(
     assert_complete(history)
     assert_clean(history)
     depth = job.input["depth"]
-    # plan; per round a search, and a fetch and a summary per result; pauses between rounds;
-    # synthesis and the report
-    expected = 1 + depth * (1 + 2 * research.RESULTS_PER_SEARCH) + (depth - 1) + 2
+    # plan; per round a search, and a fetch and a summary per result; synthesis and the report
+    expected = 1 + depth * (1 + 2 * research.RESULTS_PER_SEARCH) + 2
     assert len(history.activities()) == expected >= 24
     assert set(history.tools_called()) == set(research.TOOLS)
     failed = history.activities("activity.failed")
@@ -53,8 +54,19 @@ def test_a_question_takes_dozens_of_activities_with_retries_and_timers(
         completions = [e for e in history.of_type("activity.completed")
                        if e.refs.get("scheduled") == scheduled]
         assert len(completions) == 1, "a retry is another attempt of the same activity"
-    pauses = history.activities(kind="timer")
-    assert [attrs["activity_type"] for attrs in pauses] == ["rate_limit_pause"] * (depth - 1)
+    assert not history.activities(kind="timer")  # waits are timers, not activities
+    # A rate-limit timer between rounds: each fired at its recorded time, after its search.
+    started, fired = history.of_type("timer.started"), history.of_type("timer.fired")
+    assert [history.attributes(e)["timer_id"] for e in started] == [
+        f"rate-limit-{n}" for n in range(1, depth)]
+    assert [e.refs["started"] for e in fired] == [e.event_id for e in started]
+    for begun, done in zip(started, fired, strict=True):
+        attrs = history.attributes(begun)
+        assert attrs["duration_seconds"] == research.RATE_LIMIT_PAUSE
+        assert done.time >= parse_time(attrs["fire_at"])
+    searches = [e.event_id for e in history.of_type("activity.scheduled")
+                if history.attributes(e)["activity_type"] == "web_search"]
+    assert all(searches[n] < started[n].event_id < searches[n + 1] for n in range(depth - 1))
     assert result["sources"] == depth * research.RESULTS_PER_SEARCH
 
 

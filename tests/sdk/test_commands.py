@@ -1,6 +1,7 @@
 """Operator commands sent through the real commands API, delivered by the real worker over the
-pull channel, applied by the SDK at its checkpoints: pause and resume, cancel, terminate (also
-while waiting for an approval, and at once for an asyncio run) and a signal."""
+pull channel, applied by the SDK at its checkpoints: pause and resume (also during a timer,
+which fires on time and then holds), cancel, terminate (also while waiting for an approval, and
+at once for an asyncio run) and a signal."""
 
 from __future__ import annotations
 
@@ -200,3 +201,38 @@ def test_a_pause_holds_a_decision_that_arrives_during_it_until_resume(
     assert agent.outcome().approved
     assert agent.client.flush(30)
     assert ApprovalRequest.objects.get(pk=request.pk).claimed_outcome == "granted"
+
+
+@live
+def test_an_operators_pause_during_a_timer_holds_the_run_after_it_fires(
+    sdk_client, celery_worker_process, as_user, olga
+):
+    def body(run):
+        run.call("plan", lambda: "plan")
+        run.sleep(5, timer_id="rate-limit")  # the pause arrives first
+        run.call("search", lambda: "hits")
+
+    agent = AgentThread(sdk_client(), "ticket-506", body)
+    agent.start()
+    wait_until(lambda: agent.run_ is not None and agent.run_.position == 2,
+               what="the agent to start its timer")
+    operator = as_user(olga)
+    send(operator, agent.run_.uuid, "pause", reason="quota check")
+    status_of("ticket-506", "paused")
+    wait_until(lambda: "timer.fired" in [e.type for e in stored("ticket-506",
+                                                                agent.run_.run_id)],
+               what="the timer to fire while the run is paused")
+    time.sleep(0.3)  # time enough for a run that did not hold to take its next step
+    assert agent.run_.position == 2 and agent.is_alive()
+
+    send(operator, agent.run_.uuid, "resume")
+    agent.outcome()
+    assert agent.client.flush(30)
+    events = stored("ticket-506", agent.run_.run_id)
+    types = [e.type for e in events]
+    started, fired = events[types.index("timer.started")], events[types.index("timer.fired")]
+    assert types.index("workflow.paused") < types.index("timer.fired") \
+        < types.index("workflow.resumed") < types.index("workflow.completed")
+    assert attributes(fired)["fire_at"] == attributes(started)["fire_at"]  # not moved
+    assert fired.refs == {"started": started.event_id}
+    assert Run.objects.get(workflow_id="ticket-506").status == "completed"
