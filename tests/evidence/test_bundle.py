@@ -246,7 +246,7 @@ def test_every_export_is_audited_with_what_was_handed_out(evidence_run, ivy, bui
     requested = AuditEntry.objects.get(action="evidence.export_requested")
     exported = AuditEntry.objects.get(action="evidence.exported")
     for entry in (requested, exported):
-        assert entry.actor_label == "ivy" and entry.namespace.slug == "acme"
+        assert entry.actor_label == "ivy" and entry.namespace_slug == "acme"
         assert (entry.object_type, entry.object_id) == ("evidence.export", str(export.id))
     assert requested.after["raw"] is True and requested.after["reason"] == "case 7"
     assert exported.after["bundle_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
