@@ -8,6 +8,7 @@ ids are never confirmed; one they see without that capability is a 403.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import urlencode
@@ -24,6 +25,8 @@ from history.access import get_run_for
 from history.models import Run
 from history.run_filters import FilterError, RunFilter, parse_moment
 from history.wire import InvalidEvent
+
+NAMESPACE_SLUG = re.compile(r"[-a-zA-Z0-9_]{1,63}")
 
 # Parameters of the export form itself, never run list filters.
 FORM_FIELDS = ("scope", "payloads", "reason", "csrfmiddlewaretoken", "cursor", "filter")
@@ -119,6 +122,9 @@ def _namespace_params(query: QueryDict) -> dict:
     slug = query.get("namespace", "").strip()
     if not slug:
         errors["namespace"] = "choose a namespace"
+    elif not NAMESPACE_SLUG.fullmatch(slug):
+        # Never looked up: PostgreSQL refuses a NUL in a text parameter with an error (a 500).
+        errors["namespace"] = "must be a namespace's slug (letters, digits, - and _)"
     params = {"namespace": slug}
     moments = {}
     for name in ("since", "until"):

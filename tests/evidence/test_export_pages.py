@@ -123,6 +123,8 @@ def test_a_bad_run_id_is_not_found(as_ivy, run_id):
     ("scope=namespace&namespace=acme&since=yesterday", b"since: must be a date"),
     ("scope=everything", b"scope: must be one of run, filter, namespace"),
     ("scope=filter&namespace=acme", b"runs: no run you may export matches"),
+    # A NUL never reaches PostgreSQL, which would refuse it with an error (a 500).
+    ("scope=namespace&namespace=ac%00me", b"namespace: must be a namespace&#x27;s slug"),
 ])
 def test_bad_parameters_are_a_400_naming_the_field(as_ivy, acme, query, field):
     response = as_ivy.get(f"/evidence/export?{query}")
