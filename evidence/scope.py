@@ -8,7 +8,6 @@ ids are never confirmed; one they see without that capability is a 403.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import urlencode
@@ -18,15 +17,13 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Q, QuerySet, Sum
 from django.http import Http404, QueryDict
 
-from access.models import Namespace
+from access.models import NAMESPACE_SLUG, Namespace
 from access.roles import Capability
 from evidence.models import ExportKind
 from history.access import get_run_for
 from history.models import Run
 from history.run_filters import FilterError, RunFilter, parse_moment
 from history.wire import InvalidEvent
-
-NAMESPACE_SLUG = re.compile(r"[-a-zA-Z0-9_]{1,63}")
 
 # Parameters of the export form itself, never run list filters.
 FORM_FIELDS = ("scope", "payloads", "reason", "csrfmiddlewaretoken", "cursor", "filter")
