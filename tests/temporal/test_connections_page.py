@@ -119,3 +119,20 @@ def test_a_connection_to_a_refused_address_is_not_attempted(acme, alice, setting
     connection.refresh_from_db()
     assert "RefusedAddress" in connection.last_error
     assert "TEMPORAL_ALLOWED_NETWORKS" in connection.last_error
+
+
+def test_the_list_costs_the_same_queries_for_one_connection_or_many(as_alice, acme, alice):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert as_alice.get(PAGE).status_code == 200
+        return len(captured)
+
+    save_connection(acme, {"name": "c0", "address": "temporal.example.com:7233"}, actor=alice)
+    one = queries()
+    for number in range(1, 6):
+        save_connection(acme, {"name": f"c{number}", "address": "temporal.example.com:7233"},
+                        actor=alice)
+    assert queries() == one
