@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 
 from django.conf import settings
@@ -15,6 +16,10 @@ from django.db.models import Q
 from django.utils import timezone
 
 from access.roles import Role, roles_with
+
+# What a namespace slug can be (SlugField, 63 characters): a slug read from a query string or a
+# form is checked against it before any lookup, since PostgreSQL answers a NUL with an error.
+NAMESPACE_SLUG = re.compile(r"[-a-zA-Z0-9_]{1,63}")
 
 
 class NamespaceQuerySet(models.QuerySet):

@@ -3,6 +3,7 @@ environment (see `.env.example` and docs/operations.md), read through `dashboard
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from pathlib import Path
 
@@ -281,6 +282,16 @@ TEMPORAL_FOLLOW_CLOSED_WITHIN_SECONDS = env_int(
 )
 TEMPORAL_FOLLOW_MAX_WATCHED = env_int("TEMPORAL_FOLLOW_MAX_WATCHED", 100, minimum=1)
 TEMPORAL_RPC_TIMEOUT_SECONDS = env_int("TEMPORAL_RPC_TIMEOUT_SECONDS", 10, minimum=1)
+# CIDRs a Temporal connection may reach although loopback, private or link-local (docs/
+# temporal.md); with DEBUG, loopback by default (a dev server on this machine).
+TEMPORAL_ALLOWED_NETWORKS = env_list(
+    "TEMPORAL_ALLOWED_NETWORKS", ["127.0.0.0/8", "::1/128"] if DEBUG else []
+)
+for _network in (*WEBHOOK_ALLOWED_NETWORKS, *TEMPORAL_ALLOWED_NETWORKS):
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(f"{_network!r} in *_ALLOWED_NETWORKS is not a CIDR") from None
 
 # --- Mail: SMTP when EMAIL_HOST is set; otherwise printed to the console in development and
 # dropped in production (notifications then go only to the chat webhook, if any).

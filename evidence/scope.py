@@ -17,7 +17,7 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Q, QuerySet, Sum
 from django.http import Http404, QueryDict
 
-from access.models import Namespace
+from access.models import NAMESPACE_SLUG, Namespace
 from access.roles import Capability
 from evidence.models import ExportKind
 from history.access import get_run_for
@@ -119,6 +119,9 @@ def _namespace_params(query: QueryDict) -> dict:
     slug = query.get("namespace", "").strip()
     if not slug:
         errors["namespace"] = "choose a namespace"
+    elif not NAMESPACE_SLUG.fullmatch(slug):
+        # Never looked up: PostgreSQL refuses a NUL in a text parameter with an error (a 500).
+        errors["namespace"] = "must be a namespace's slug (letters, digits, - and _)"
     params = {"namespace": slug}
     moments = {}
     for name in ("since", "until"):

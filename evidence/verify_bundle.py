@@ -56,6 +56,7 @@ HEADER_KEYS = frozenset({
 HEX64 = re.compile(r"[0-9a-f]{64}")
 SALT = re.compile(r"[0-9a-f]{32}")
 READ_BLOCK = 1 << 20
+MAX_LINE = 64 << 20  # far above any line written (event attributes are at most a few MiB)
 
 
 # --- the hash definitions (docs/evidence.md, docs/event-schema.md) ---------------------------
@@ -247,25 +248,34 @@ class Bundle:
         return self.archive.read(info)
 
     def lines(self, path: str) -> Iterator[tuple[int, bytes]]:
-        """(line number from 1, line without its newline), read in blocks."""
+        """(line number from 1, line without its newline), read in blocks. A line longer than
+        MAX_LINE is a failure and ends the file: a bundle is checked before it is trusted,
+        and one highly compressed line without a newline would otherwise be held in memory
+        whole (a zip bomb)."""
         info = self.members.get(path)
         if info is None:
             return
         with self.archive.open(info) as stream:
             number = 0
-            pending = b""
-            while True:
-                block = stream.read(READ_BLOCK)
-                if not block:
-                    break
-                pending += block
-                *complete, pending = pending.split(b"\n")
+            pending: list[bytes] = []  # the pieces of the line not yet ended
+            pending_size = 0
+            while block := stream.read(READ_BLOCK):
+                *complete, rest = block.split(b"\n")
+                if complete:
+                    complete[0] = b"".join([*pending, complete[0]])
+                    pending, pending_size = [], 0
                 for line in complete:
                     number += 1
                     yield number, line
-            if pending:
+                pending.append(rest)
+                pending_size += len(rest)
+                if pending_size > MAX_LINE:
+                    self.result.fail(path, f"line {number + 1} is longer than {MAX_LINE} bytes, "
+                                           "more than any line of a bundle; not read further")
+                    return
+            if pending_size:
                 number += 1
-                yield number, pending
+                yield number, b"".join(pending)
 
     def sha256(self, path: str) -> tuple[str, int]:
         digest = hashlib.sha256()

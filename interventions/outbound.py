@@ -30,10 +30,6 @@ class Response:
     body: bytes
 
 
-def _allowed_networks() -> list:
-    return [ipaddress.ip_network(net, strict=False) for net in settings.WEBHOOK_ALLOWED_NETWORKS]
-
-
 def _is_public(address) -> bool:
     return not (
         address.is_private or address.is_loopback or address.is_link_local
@@ -49,23 +45,32 @@ def check_url(url: str) -> tuple[str, str, int, str]:
     if parts.username or parts.password:
         raise RefusedAddress("url: must not carry a user name or password")
     port = parts.port or (443 if parts.scheme == "https" else 80)
+    chosen = check_host(parts.hostname, port, settings.WEBHOOK_ALLOWED_NETWORKS)
+    return parts.scheme, parts.hostname, port, chosen
+
+
+def check_host(host: str, port: int, allowed_networks: list[str], *, field: str = "url",
+               setting: str = "WEBHOOK_ALLOWED_NETWORKS") -> str:
+    """The first address `host` resolves to, or RefusedAddress (its message starts with
+    `field`) when it does not resolve or any of its addresses is loopback, private,
+    link-local, multicast or reserved and outside `allowed_networks` (named by `setting`)."""
     try:
-        infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise RefusedAddress(f"url: the host {parts.hostname} does not resolve ({exc})") from None
-    allowed = _allowed_networks()
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise RefusedAddress(f"{field}: the host {host} does not resolve ({exc})") from None
+    allowed = [ipaddress.ip_network(net, strict=False) for net in allowed_networks]
     chosen = None
     for info in infos:
         address = ipaddress.ip_address(info[4][0])
         if not _is_public(address) and not any(address in net for net in allowed):
             raise RefusedAddress(
-                f"url: {parts.hostname} resolves to {address}, a loopback, private or "
-                "link-local address (allow it in WEBHOOK_ALLOWED_NETWORKS if intended)"
+                f"{field}: {host} resolves to {address}, a loopback, private or "
+                f"link-local address (allow it in {setting} if intended)"
             )
         chosen = chosen or str(address)
     if chosen is None:
-        raise RefusedAddress(f"url: the host {parts.hostname} has no address")
-    return parts.scheme, parts.hostname, port, chosen
+        raise RefusedAddress(f"{field}: the host {host} has no address")
+    return chosen
 
 
 class _PinnedHTTPSConnection(http.client.HTTPSConnection):

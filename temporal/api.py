@@ -20,6 +20,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from access.authentication import AgentPrincipal
+from access.models import NAMESPACE_SLUG
 from access.roles import Capability
 from access.views import get_namespace_for
 from temporal.importer import ImportRefused, start_import
@@ -69,6 +70,9 @@ def _namespace(request, slug: str | None):
                                           "user's token.")
     if not slug:
         raise exceptions.ValidationError({"detail": "namespace: is required (a slug)"})
+    if not NAMESPACE_SLUG.fullmatch(slug):
+        # Never looked up: PostgreSQL refuses a NUL in a text parameter with an error (a 500).
+        raise exceptions.ValidationError({"detail": "namespace: must be a namespace's slug"})
     try:
         return get_namespace_for(request.user, slug, need=Capability.INVESTIGATE)
     except Http404:

@@ -17,6 +17,8 @@ from django.views.decorators.http import require_http_methods
 
 from access.roles import Capability
 from access.views import get_namespace_for
+from interventions.outbound import RefusedAddress
+from temporal.client import check_address
 from temporal.connections import PLAIN_FIELDS, ConnectionRefused, save_connection
 from temporal.models import TemporalConnection
 
@@ -57,6 +59,10 @@ class ConnectionForm(forms.ModelForm):
         address = self.cleaned_data["address"].strip()
         if not ADDRESS.fullmatch(address):
             raise forms.ValidationError("Give host:port, e.g. temporal.internal:7233.")
+        try:
+            check_address(address, unresolvable_ok=True)
+        except RefusedAddress as exc:
+            raise forms.ValidationError(str(exc).removeprefix("address: ")) from None
         return address
 
 

@@ -234,6 +234,8 @@ def start_import(*, namespace: Namespace, user, content: bytes, filename: str = 
     """Record an upload and import it: now when it is small (or `inline`), else by the Celery
     task after commit. The caller has checked the investigate capability. Raises
     ImportRefused for an unusable agent name; problems with the file end up on the row."""
+    workflow_id = _identifier("workflow_id", workflow_id)
+    run_id = _identifier("run_id", run_id)
     agent = import_agent(namespace, agent_name, user)
     if len(filename) > 255:
         filename = filename[-255:]
@@ -241,7 +243,7 @@ def start_import(*, namespace: Namespace, user, content: bytes, filename: str = 
         namespace=namespace, agent=agent,
         requested_by=user if getattr(user, "is_authenticated", False) else None,
         filename=filename, size=len(content), content=content,
-        workflow_id=(workflow_id or "").strip(), run_id=(run_id or "").strip(),
+        workflow_id=workflow_id, run_id=run_id,
     )
     if inline is None:
         inline = len(content) <= settings.TEMPORAL_IMPORT_INLINE_MAX_BYTES
@@ -252,6 +254,15 @@ def start_import(*, namespace: Namespace, user, content: bytes, filename: str = 
 
         transaction.on_commit(lambda: import_history.delay(imp.pk))
     return imp
+
+
+def _identifier(name: str, value: str) -> str:
+    """A workflow or run id given for a file that lacks it, checked before it is stored: the
+    column holds 255 characters, and PostgreSQL refuses a NUL with an error (a 500)."""
+    value = (value or "").strip()
+    if len(value) > 255 or "\x00" in value:
+        raise ImportRefused(400, f"{name}: must be at most 255 characters, without NUL")
+    return value
 
 
 def perform(imp: TemporalImport, *, request=None,

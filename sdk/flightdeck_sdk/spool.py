@@ -78,6 +78,9 @@ class Spool:
         self.directory = Path(directory).expanduser()
         self.runs_directory = self.directory / "runs"
         try:
+            # Owner only, the spool itself too: the dead-letter file beside `runs` holds whole
+            # events, payloads and all (mkdir's mode applies to the last folder only).
+            self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
             self.runs_directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as exc:
             raise FlightdeckError(
@@ -162,7 +165,9 @@ class Spool:
         log.error("Flightdeck refused event %s of %s/%s (%s: %s); kept in %s",
                   event.get("event_id"), event.get("workflow_id"), event.get("run_id"),
                   status, error, self.dead_letter_path)
-        with self._dead_letter_lock, open(self.dead_letter_path, "ab") as handle:
+        descriptor = os.open(self.dead_letter_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+                             0o600)
+        with self._dead_letter_lock, os.fdopen(descriptor, "ab") as handle:
             handle.write(canonical_text(record).encode() + b"\n")
             handle.flush()
             os.fsync(handle.fileno())

@@ -123,6 +123,8 @@ def test_a_bad_run_id_is_not_found(as_ivy, run_id):
     ("scope=namespace&namespace=acme&since=yesterday", b"since: must be a date"),
     ("scope=everything", b"scope: must be one of run, filter, namespace"),
     ("scope=filter&namespace=acme", b"runs: no run you may export matches"),
+    # A NUL never reaches PostgreSQL, which would refuse it with an error (a 500).
+    ("scope=namespace&namespace=ac%00me", b"namespace: must be a namespace&#x27;s slug"),
 ])
 def test_bad_parameters_are_a_400_naming_the_field(as_ivy, acme, query, field):
     response = as_ivy.get(f"/evidence/export?{query}")
@@ -281,3 +283,27 @@ def test_a_poll_of_the_progress_region_costs_a_few_queries(queued, as_ivy,
         response = as_ivy.get(f"/evidence/exports/{queued.id}/",
                               headers={"HX-Request": "true", "HX-Target": "export-status"})
     assert response.status_code == 200
+
+
+def test_the_evidence_page_costs_the_same_queries_for_one_export_or_many(
+    queued, as_ivy, ivy, evidence_run, django_capture_on_commit_callbacks
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from evidence import digests
+
+    digests.sign_digest()
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert as_ivy.get("/evidence/").status_code == 200
+        return len(captured)
+
+    one = queries()
+    for _ in range(5):
+        with django_capture_on_commit_callbacks(execute=False):
+            post_export(as_ivy, evidence_run)
+    digests.sign_digest()
+    assert EvidenceExport.objects.count() == 6
+    assert queries() == one

@@ -93,3 +93,43 @@ def test_a_zip_holding_one_name_twice_fails(evidence_run, alice, build_bundle, f
             archive.writestr(name, b"{}\n")
     result = run_standalone(path, "--fingerprint", fingerprint)
     assert result.returncode == 1 and f"{name}: appears twice in the zip" in result.stdout
+
+
+def test_a_line_without_end_is_refused_not_held_in_memory(evidence_run, alice, build_bundle,
+                                                          fingerprint, tmp_path, monkeypatch):
+    """A zip bomb's shape: one long line with no newline (compressed, gigabytes fit in
+    megabytes). The verifier stops reading the file past MAX_LINE (lowered here) and says
+    so, rather than holding the line whole."""
+    import zipfile
+
+    from tests.evidence.conftest import rewrite
+
+    monkeypatch.setattr(verify_bundle, "MAX_LINE", 1 << 20)
+    _, path = build_bundle(alice, run=str(evidence_run.uuid))
+    bomb = rewrite(path, tmp_path / "bomb.zip", lambda name, data: (
+        name, b"{" + b" " * (3 << 20) if name.endswith("events.jsonl") else data
+    ))
+    with zipfile.ZipFile(bomb) as archive:
+        name = next(n for n in archive.namelist() if n.endswith("events.jsonl"))
+    trusted = verify_bundle.TrustedKeys()
+    trusted.add_fingerprint(fingerprint)
+    result = verify_bundle.verify_bundle(bomb, trusted)
+    relative = name.split("/", 1)[1]
+    assert any(relative in problem and "line 1 is longer than 1048576 bytes" in problem
+               for problem in map(str, result.problems)), result.problems
+
+
+def test_lines_split_across_blocks_are_read_whole(tmp_path, monkeypatch):
+    import io
+    import zipfile
+
+    monkeypatch.setattr(verify_bundle, "READ_BLOCK", 7)
+    data = b"first line\n\nthird, longer than a block\nlast without newline"
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("b/manifest.json", b"{}")
+        archive.writestr("b/x.jsonl", data)
+    with zipfile.ZipFile(buffer) as archive:
+        bundle = verify_bundle.Bundle(archive, verify_bundle.Result())
+        assert bundle.index()
+        assert list(bundle.lines("x.jsonl")) == list(enumerate(data.split(b"\n"), start=1))

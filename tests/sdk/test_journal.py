@@ -126,3 +126,14 @@ def test_events_whose_call_returned_survive_a_sigkill_at_any_moment(offline_clie
     assert ids == list(range(1, len(ids) + 1))  # dense: each process continued the last
     assert set(promised) <= set(ids)
     assert sum(1 for e in events if e["type"] == "marker.recorded") == 3
+
+
+def test_the_spool_and_its_dead_letter_file_are_the_owners_only(tmp_path):
+    """Refused events are kept whole, payloads and secrets included: other users of the
+    machine must not read them."""
+    spool = Spool(tmp_path / "home" / "spool")
+    spool.dead_letter({"workflow_id": "w", "run_id": "r", "event_id": 1,
+                       "attributes": {"api_key": "secret"}}, "conflict", "differs")
+    assert (tmp_path / "home" / "spool").stat().st_mode & 0o077 == 0
+    assert spool.dead_letter_path.stat().st_mode & 0o077 == 0
+    assert spool.dead_letters()[0]["event"]["attributes"]["api_key"] == "secret"

@@ -72,6 +72,13 @@ async def start_ticket(address: str, text: str = "Please refund order 4321, it a
     return workflow_id, handle.result_run_id
 
 
+@pytest.fixture(autouse=True)
+def temporal_on_loopback(settings):
+    """The dev server listens on 127.0.0.1, which Flightdeck refuses unless allowed (as with
+    DEBUG, the default of the worker processes started here)."""
+    settings.TEMPORAL_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+
+
 @pytest.fixture
 def connected(db, temporal_server):
     """connected(slug) -> a Flightdeck namespace with a Temporal connection to the server."""

@@ -3,10 +3,12 @@ connection service (temporal/connections.py)."""
 
 from __future__ import annotations
 
+import pytest
 from django.test import Client
 
 from access.encryption import unseal
 from audit.models import AuditEntry
+from temporal.connections import save_connection
 from temporal.models import TemporalConnection
 
 PAGE = "/namespaces/acme/temporal/"
@@ -77,3 +79,60 @@ def test_an_unknown_connection_is_404(as_alice):
 def test_the_agent_connector_page_does_not_offer_temporal(as_alice, support_agent):
     page = as_alice.get(f"/namespaces/acme/agents/{support_agent.pk}/connector/")
     assert page.status_code == 200 and 'value="temporal"' not in page.content.decode()
+
+
+# --- where a connection may point (SSRF) -------------------------------------------------------
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:6379", "localhost:5432", "[::1]:7233",
+                                     "169.254.169.254:80", "10.1.2.3:7233", "0.0.0.0:7233"])
+def test_a_loopback_private_or_metadata_address_is_refused_naming_the_field(
+    as_alice, settings, address
+):
+    settings.TEMPORAL_ALLOWED_NETWORKS = []
+    response = as_alice.post(PAGE, {**FORM, "address": address})
+    assert response.status_code == 400
+    assert "TEMPORAL_ALLOWED_NETWORKS" in response.context["form"].errors["address"][0]
+    assert not TemporalConnection.objects.exists()
+
+
+def test_an_allowed_private_network_is_accepted(as_alice, settings):
+    settings.TEMPORAL_ALLOWED_NETWORKS = ["10.0.0.0/8"]
+    assert as_alice.post(PAGE, {**FORM, "address": "10.1.2.3:7233"}).status_code == 302
+
+
+def test_a_port_out_of_range_is_a_form_error(as_alice):
+    response = as_alice.post(PAGE, {**FORM, "address": "temporal.internal:70000"})
+    assert response.status_code == 400 and "port from 1 to 65535" in response.content.decode()
+
+
+def test_a_connection_to_a_refused_address_is_not_attempted(acme, alice, settings):
+    """Saved while allowed (or through the service), then refused when connecting: the
+    follower never opens the connection and says why on the page."""
+    from temporal.follow import follow_connection
+
+    settings.TEMPORAL_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+    connection = save_connection(acme, {"name": "local", "address": "127.0.0.1:1"},
+                                 actor=alice)
+    settings.TEMPORAL_ALLOWED_NETWORKS = []
+    follow_connection(connection.pk, seconds=1)
+    connection.refresh_from_db()
+    assert "RefusedAddress" in connection.last_error
+    assert "TEMPORAL_ALLOWED_NETWORKS" in connection.last_error
+
+
+def test_the_list_costs_the_same_queries_for_one_connection_or_many(as_alice, acme, alice):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert as_alice.get(PAGE).status_code == 200
+        return len(captured)
+
+    save_connection(acme, {"name": "c0", "address": "temporal.example.com:7233"}, actor=alice)
+    one = queries()
+    for number in range(1, 6):
+        save_connection(acme, {"name": f"c{number}", "address": "temporal.example.com:7233"},
+                        actor=alice)
+    assert queries() == one

@@ -197,6 +197,21 @@ def test_the_namespace_is_required(client, ivy):
     assert response.status_code == 400 and "namespace: is required" in response.json()["detail"]
 
 
+@pytest.mark.parametrize("slug", ["ac%00me", "a%20b", "x" * 64])
+def test_a_namespace_that_is_not_a_slug_is_a_400_naming_it(post, ivy, slug):
+    # PostgreSQL refuses a NUL in a lookup with an error: it must never reach the database.
+    response = post(history_bytes(), user=ivy, namespace=slug)
+    assert response.status_code == 400 and "namespace: must be" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("field", ["workflow_id", "run_id"])
+@pytest.mark.parametrize("value", ["w%00x", "w" * 256])
+def test_a_workflow_or_run_id_that_cannot_be_stored_is_a_400_naming_it(post, ivy, field, value):
+    response = post(history_bytes(), user=ivy, **{field: value})
+    assert response.status_code == 400 and f"{field}: must be" in response.json()["detail"]
+    assert not TemporalImport.objects.exists()
+
+
 def test_a_new_agent_name_needs_an_admin(post, ivy, alice):
     response = post(history_bytes(), user=ivy, agent="archive-bot")
     assert response.status_code == 403 and "administer" in response.json()["detail"]

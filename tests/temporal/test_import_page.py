@@ -150,3 +150,24 @@ def test_the_waterfall_draws_activities_not_the_approval_activitys_lone_events(a
     labels = [bar.row.label for bar in drawn.bars]
     assert labels == ["llm.plan", "tool.lookup_order", "tool.issue_refund", "llm.reply"]
     assert all(bar.row.end is not None for bar in drawn.bars)  # none drawn up to "now"
+
+
+def test_the_page_costs_the_same_queries_for_one_import_or_many(as_ivy, ivy, acme):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from access.models import Agent
+
+    agent = Agent.objects.create(namespace=acme, name="importer")
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert as_ivy.get(PAGE).status_code == 200
+        return len(captured)
+
+    TemporalImport.objects.create(namespace=acme, agent=agent, requested_by=ivy)
+    one = queries()
+    for _ in range(6):
+        TemporalImport.objects.create(namespace=acme, agent=agent, requested_by=ivy,
+                                      error="<b>refused</b>")
+    assert queries() == one
