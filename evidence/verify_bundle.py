@@ -185,6 +185,14 @@ class TrustedKeys:
         key = load_public_key(pem)
         self.keys[fingerprint_of(key)] = key
 
+    def add(self, value: str) -> None:
+        """A command-line value: a PEM file's path, else a fingerprint. ValueError if neither
+        parses."""
+        if Path(value).is_file():
+            self.add_public_key(Path(value).read_bytes())
+        else:
+            self.add_fingerprint(value)
+
     def __bool__(self) -> bool:
         return bool(self.fingerprints or self.keys)
 

@@ -33,10 +33,7 @@ class Command(BaseCommand):
         trusted = TrustedKeys()
         for value in trusted_key:
             try:
-                if Path(value).is_file():
-                    trusted.add_public_key(Path(value).read_bytes())
-                else:
-                    trusted.add_fingerprint(value)
+                trusted.add(value)
             except ValueError as exc:
                 raise CommandError(f"--trusted-key {value}: {exc}") from None
         if this_server:
