@@ -125,8 +125,13 @@ def _judge_tool_calls(run: Run, calls: list[ToolCall], received_at: datetime) ->
 
 def agent_scope(agent_id: int, called: set[str]) -> tuple[Agent, set[str], bool]:
     """The agent, which of the `called` tools have an approval policy for it, and whether
-    every tool is privileged for it (it is marked privileged, or has a policy for `*`). One
-    query: a batch calls few distinct tools, each asked as an EXISTS."""
+    every tool is privileged for it (it has a policy for `*`). One query: a batch calls few
+    distinct tools, each asked as an EXISTS.
+
+    The agent's `privileged` flag ("calls for closer review") does not make its tools
+    privileged: approvals are asked by the policies (`effective_bar`), and an agent marked
+    privileged because one of its tools is (as bootstrap_demo marks the support agent) would
+    otherwise have every search and email flagged."""
     called = sorted(called)
     policies = ApprovalPolicy.objects.filter(agent=OuterRef("pk"))
     agent = Agent.objects.annotate(
@@ -134,7 +139,7 @@ def agent_scope(agent_id: int, called: set[str]) -> tuple[Agent, set[str], bool]
         **{f"tool_{n}": Exists(policies.filter(tool=tool)) for n, tool in enumerate(called)},
     ).get(pk=agent_id)
     tools = {tool for n, tool in enumerate(called) if getattr(agent, f"tool_{n}")}
-    return agent, tools, agent.privileged or agent.any_tool
+    return agent, tools, agent.any_tool
 
 
 def _judge_privileged(run: Run, calls: list[ToolCall], received_at: datetime) -> list[Finding]:

@@ -203,13 +203,16 @@ def test_one_approval_covers_one_call(acme, send, support_token, approver):
     ]
 
 
-def test_every_tool_of_an_agent_marked_privileged_needs_an_approval(acme, send, support_bot):
+def test_an_agent_marked_privileged_needs_approval_only_for_its_policies_tools(
+    acme, send, support_bot
+):
     Agent.objects.filter(pk=support_bot.pk).update(privileged=True)
     stream = Stream().start()
     stream.call("search_kb", {"q": "x"})
+    stream.call("issue_refund", {"amount": 10})
     send(Token.issue(agent=support_bot)[1], stream)
 
-    assert [f.subject for f in found(acme, Rule.PRIVILEGED_WITHOUT_APPROVAL)] == ["search_kb"]
+    assert [f.subject for f in found(acme, Rule.PRIVILEGED_WITHOUT_APPROVAL)] == ["issue_refund"]
 
 
 def test_a_policy_for_every_tool_makes_every_tool_privileged(acme, send, support_bot):
