@@ -153,8 +153,28 @@ def _same_content(a: ParsedEvent, b: ParsedEvent) -> bool:
 
 def _lock_runs(agent: Agent, by_run: dict) -> dict[tuple[str, str], Run]:
     """Find or create each run of the batch, then lock them all in primary-key order, the same
-    order every batch uses, so two batches touching the same runs cannot deadlock."""
-    keys = sorted(by_run)  # one insertion order for every batch: no deadlock between inserts
+    order every batch uses, so two batches touching the same runs cannot deadlock.
+
+    A run found by the insert can be gone by the time it is locked: retention deleted it (an
+    old closed run) and committed in between. Its events are then stored in the run created
+    anew, as they would be had they arrived just after the deletion (docs/governance.md,
+    retention). The new row's key is larger than any before it, so locking it after the others
+    keeps the order."""
+    found: dict[tuple[str, str], Run] = {}
+    missing = sorted(by_run)  # one insertion order for every batch: no deadlock between inserts
+    for _ in range(RUN_ATTEMPTS):
+        found.update(_insert_and_lock(agent, by_run, missing))
+        missing = [key for key in missing if key not in found]
+        if not missing:
+            return found
+    # Only a run re-created and deleted again, RUN_ATTEMPTS times within one batch, gets here.
+    raise RuntimeError(f"runs deleted while this batch was being stored: {missing}")
+
+
+RUN_ATTEMPTS = 3
+
+
+def _insert_and_lock(agent: Agent, by_run: dict, keys: list) -> dict[tuple[str, str], Run]:
     new_runs = []
     for workflow_id, run_id in keys:
         events = by_run[(workflow_id, run_id)].values()
