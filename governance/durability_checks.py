@@ -1,8 +1,8 @@
 """Durability across a namespace: each workflow id is checked as a whole, when its runs have
 changed, by a periodic task, never when a page opens.
 
-Ingest marks the workflow id of every run it writes to as due (`mark_due`, one UPDATE per run
-and batch). `run_pending` then checks due workflow ids: the rules of docs/durability.md through
+Ingest marks the workflow id of every run it writes to as due (`mark_due_all`, one upsert per
+batch). `run_pending` then checks due workflow ids: the rules of docs/durability.md through
 `history.durability.analyse_workflow` (each run's activity events read once, so a workflow id
 with many runs costs its events, not runs times events), and whether the workflow id was
 interrupted and what became of it (docs/governance.md, "Interruptions"). Each check is bounded:
