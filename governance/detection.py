@@ -20,6 +20,7 @@ from datetime import datetime
 
 import orjson
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 
 from access.models import Agent
 from governance import counts, durability_checks
@@ -118,7 +119,7 @@ def shown(value: str) -> str:
 
 def _judge_tool_calls(agent: Agent, calls: dict[Run, list[ToolCall]],
                       received_at: datetime) -> list[Finding]:
-    tools, every_tool = privileged_tools(
+    agent, tools, every_tool = agent_scope(
         agent.pk, {call.tool for run_calls in calls.values() for call in run_calls}
     )
     findings = []
@@ -142,20 +143,24 @@ def _judge_tool_calls(agent: Agent, calls: dict[Run, list[ToolCall]],
     return findings
 
 
-def privileged_tools(agent_id: int, called: set[str]) -> tuple[set[str], bool]:
-    """Which of the `called` tools have an approval policy for the agent, and whether every
-    tool is privileged for it (it has a policy for `*`). One query.
+def agent_scope(agent_id: int, called: set[str]) -> tuple[Agent, set[str], bool]:
+    """The agent as it stands now (its allow-list: the sender of a batch may have been loaded
+    long before, as a Temporal follow session's is), which of the `called` tools have an
+    approval policy for it, and whether every tool is privileged for it (it has a policy for
+    `*`). One query for the batch: it calls few distinct tools, each asked as an EXISTS.
 
     The agent's `privileged` flag ("calls for closer review") does not make its tools
     privileged: approvals are asked by the policies (`effective_bar`), and an agent marked
     privileged because one of its tools is (as bootstrap_demo marks the support agent) would
     otherwise have every search and email flagged."""
-    with_policy = set(
-        ApprovalPolicy.objects.filter(
-            agent_id=agent_id, tool__in=[*sorted(called), ApprovalPolicy.ANY_TOOL]
-        ).values_list("tool", flat=True)
-    )
-    return with_policy & called, ApprovalPolicy.ANY_TOOL in with_policy
+    called = sorted(called)
+    policies = ApprovalPolicy.objects.filter(agent=OuterRef("pk"))
+    agent = Agent.objects.annotate(
+        any_tool=Exists(policies.filter(tool=ApprovalPolicy.ANY_TOOL)),
+        **{f"tool_{n}": Exists(policies.filter(tool=tool)) for n, tool in enumerate(called)},
+    ).get(pk=agent_id)
+    tools = {tool for n, tool in enumerate(called) if getattr(agent, f"tool_{n}")}
+    return agent, tools, agent.any_tool
 
 
 def _judge_privileged(calls: dict[Run, list[ToolCall]],

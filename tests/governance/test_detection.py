@@ -12,6 +12,7 @@ from access.models import Agent, Token
 from governance.findings import for_namespace
 from governance.models import Finding, PrivilegedCall
 from governance.vocabulary import Rule
+from history.ingest import ingest_batch
 from history.models import Event
 from interventions.approvals import decide
 from interventions.models import ApprovalPolicy, ApprovalRequest
@@ -391,3 +392,15 @@ def test_detection_costs_the_same_queries_for_one_run_or_many(acme, ingest, supp
     assert len(many) == len(one) == 8
     assert len(found(acme, Rule.PRIVILEGED_WITHOUT_APPROVAL)) == 5
     assert len(found(acme, Rule.TOOL_OUTSIDE_ALLOW_LIST)) == 5
+
+
+def test_the_allow_list_is_read_as_it_stands_when_the_call_is_stored(acme, support_bot):
+    token, _ = Token.issue(agent=support_bot)
+    assert "get_customer" in token.agent.allowed_tools  # loaded, as a long follow session's
+    Agent.objects.filter(pk=support_bot.pk).update(allowed_tools=["search_kb"])
+    stream = Stream().start()
+    stream.call("get_customer", {"id": 1})
+
+    ingest_batch(token, stream.take(), max_attributes_bytes=256 * 1024)
+
+    assert [f.subject for f in found(acme, Rule.TOOL_OUTSIDE_ALLOW_LIST)] == ["get_customer"]
