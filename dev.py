@@ -22,8 +22,10 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 import venv
+from http.cookiejar import CookieJar
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
@@ -185,6 +187,7 @@ def demo(args: list[str]) -> None:
     manage("migrate", "--no-input", env=env)
     manage("bootstrap_demo", env=env)
     manage("seed_history", "--if-empty", "--runs", "40", env=env)
+    backfill_governance(env)
     base = f"http://{address}"
     _stop_on_sigterm()
     processes = serve_commands(address, env)
@@ -207,6 +210,17 @@ def demo(args: list[str]) -> None:
     finally:
         stop(agents)  # first, while the server can still take what they have spooled
         stop(processes)
+
+
+# The namespaces seed_history fills in bulk: no ingest, so no governance receiver, ran on them.
+# The reference agents' runs arrive through ingest and were examined as they were stored.
+SEEDED_NAMESPACES = ("acme", "globex")
+
+
+def backfill_governance(env: dict) -> None:
+    """Governance findings for the seeded runs (the governance page is empty otherwise)."""
+    for slug in SEEDED_NAMESPACES:
+        manage("refresh_governance", "--backfill", "--namespace", slug, "-v", "0", env=env)
 
 
 def _call(base: str, path: str, token: str, body: dict | None = None, timeout: float = 10):
@@ -236,15 +250,17 @@ def smoke() -> None:
     pause travels through the queue and the agent's long-poll and is acknowledged; then the
     support agent asks to refund an order, the approver approves through the API, the decision
     travels through the queue and worker to the agent, which refunds and finishes, and its
-    history is complete: dense, `workflow.completed`, the chain verifies. Then stop.
-    Exits non-zero on any failure."""
+    history is complete: dense, `workflow.completed`, the chain verifies. Meanwhile the billing
+    agent refunds without asking, once; the admin signs in and the support namespace's
+    governance page lists that finding. Then stop. Exits non-zero on any failure."""
     scratch = tempfile.mkdtemp(prefix="flightdeck-smoke-")
     env = {**os.environ, "DEBUG": "1", "FLIGHTDECK_VAR_DIR": scratch}
     for name in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL"):
         env.pop(name, None)
     manage("migrate", "--no-input", "-v", "0", env=env)
-    manage("bootstrap_demo", env=env)
+    admin_password = _bootstrap_for_smoke(env)
     manage("seed_history", "--if-empty", "--runs", "5", env=env)
+    backfill_governance(env)
 
     def output(*command: str) -> str:
         return subprocess.run(
@@ -264,7 +280,11 @@ def smoke() -> None:
     try:
         wait_for_server(base)
         _smoke_pause(base, token, operator)
+        misbehaving = start(reference_agents(
+            env, "run", "billing-agent", "--once", "--url", base, "--pace", "0"), env)
+        processes.append(misbehaving)
         _smoke_approval(base, env, approver, processes)
+        _smoke_governance(base, misbehaving, admin_password)
     finally:
         stop(processes)
     manage("verify_history", env=env)
@@ -272,7 +292,46 @@ def smoke() -> None:
     print("smoke: the demo set up, served, ingested and read back an event, delivered an "
           "operator's pause through the worker and the agent's long-poll, and the support "
           "agent finished a refund approved through the API, queue and worker, its history "
-          "complete and verified", flush=True)
+          "complete and verified; the governance page shows the billing agent's refund "
+          "without approval", flush=True)
+
+
+def _bootstrap_for_smoke(env: dict) -> str:
+    """bootstrap_demo on the scratch database; the admin's password it prints (only now)."""
+    result = subprocess.run([str(PYTHON), "manage.py", "bootstrap_demo"], cwd=ROOT, env=env,
+                            check=True, capture_output=True, text=True)
+    print(result.stdout, end="", flush=True)
+    for line in result.stdout.splitlines():
+        name, _, password = line.strip().partition(" ")
+        if name == "admin" and password.strip():
+            return password.strip()
+    sys.exit("smoke: bootstrap_demo printed no password for admin")
+
+
+def _smoke_governance(base: str, agent: subprocess.Popen, password: str) -> None:
+    """The billing agent's refund without approval, on the support namespace's governance
+    page, as the admin sees it after signing in through the login form."""
+    try:
+        code = agent.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        sys.exit("smoke: the billing agent did not finish")
+    assert code == 0, f"the billing agent exited with {code}"
+    browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()))
+    login = f"{base}/accounts/login/"
+    form = browser.open(login, timeout=10).read().decode()
+    marker = 'name="csrfmiddlewaretoken" value="'
+    csrf = form[form.index(marker) + len(marker):].split('"', 1)[0]
+    fields = {"username": "admin", "password": password, "csrfmiddlewaretoken": csrf}
+    signed_in = browser.open(urllib.request.Request(
+        login, data=urllib.parse.urlencode(fields).encode(), headers={"Referer": login},
+    ), timeout=10)
+    assert "/accounts/login/" not in signed_in.url, "smoke: the admin could not sign in"
+    page = browser.open(f"{base}/namespaces/support/governance/", timeout=30)
+    assert page.status == 200, page.status
+    rows = page.read().decode().split('<tr id="finding-')[1:]
+    assert any('class="finding privileged_without_approval"' in row
+               and "<td>billing-agent</td>" in row for row in rows), \
+        "smoke: the governance page does not list the billing agent's unapproved refund"
 
 
 def _smoke_pause(base: str, token: str, operator: str) -> None:

@@ -145,13 +145,13 @@ def ingest_overhead(token, runs: int, batch_size: int) -> dict:
     streams (findings in every batch) and for clean ones (tool calls, nothing to find)."""
     from governance import detection
     from history.ingest import ingest_batch
-    from history.signals import events_stored
+    from history.signals import batch_stored
 
     def one_pass(tag: str, governed: bool, clean: bool) -> float:
         if governed:
-            events_stored.connect(detection.on_events_stored, dispatch_uid="governance.detection")
+            batch_stored.connect(detection.on_batch_stored, dispatch_uid="governance.detection")
         else:
-            events_stored.disconnect(dispatch_uid="governance.detection")
+            batch_stored.disconnect(dispatch_uid="governance.detection")
         histories = [sdk_run(f"ingest-{tag}-{n}", "r", n, length=400, clean=clean)
                      for n in range(runs)]
         batches = [history[i:i + batch_size] for history in histories
@@ -172,7 +172,7 @@ def ingest_overhead(token, runs: int, batch_size: int) -> dict:
         log(f"  ingest, {kind} streams: {on:,.0f} events/s with governance, {off:,.0f} without")
         figures[kind] = {"events_per_s_on": round(on), "events_per_s_off": round(off),
                          "ingest_ratio": round(on / off, 3)}
-    events_stored.connect(detection.on_events_stored, dispatch_uid="governance.detection")
+    batch_stored.connect(detection.on_batch_stored, dispatch_uid="governance.detection")
     return figures
 
 
@@ -334,6 +334,8 @@ def main() -> None:
     parser.add_argument("--large", type=int, default=51_200)
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--database-url", default=DEFAULT_URL)
+    parser.add_argument("--parts", default="1234",
+                        help="which parts to run, by number (default: all, 1234)")
     args = parser.parse_args()
 
     recreate(args.database_url)
@@ -343,16 +345,20 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     acme, agent, token, viewer = set_up_namespace()
     result = {"loadavg_start": os.getloadavg()[0]}
-    log("1. ingest overhead")
-    result["ingest"] = ingest_overhead(token, args.ingest_runs, args.batch)
-    result["ingest"]["batch"] = args.batch
-    log("2. durability across a workflow id")
-    result["durability"] = durability_scaling(token, args.siblings)
-    log("3. the page at scale")
-    result["page"] = page_at_scale(acme, agent, token, viewer, args.runs,
-                                   args.findings_per_run, args.repeat)
-    log("4. retention of a long run")
-    result["retention"] = retention_of_a_long_run(args.large)
+    if "1" in args.parts:
+        log("1. ingest overhead")
+        result["ingest"] = ingest_overhead(token, args.ingest_runs, args.batch)
+        result["ingest"]["batch"] = args.batch
+    if "2" in args.parts:
+        log("2. durability across a workflow id")
+        result["durability"] = durability_scaling(token, args.siblings)
+    if "3" in args.parts:
+        log("3. the page at scale")
+        result["page"] = page_at_scale(acme, agent, token, viewer, args.runs,
+                                       args.findings_per_run, args.repeat)
+    if "4" in args.parts:
+        log("4. retention of a long run")
+        result["retention"] = retention_of_a_long_run(args.large)
     result["loadavg_end"] = os.getloadavg()[0]
     print(json.dumps(result))
 

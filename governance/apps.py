@@ -6,9 +6,9 @@ class GovernanceConfig(AppConfig):
     verbose_name = "Governance"
 
     def ready(self) -> None:
-        # Listens after interventions (listed before this app in INSTALLED_APPS, so connected
-        # first): an approval request opened by a batch exists when its claims are judged.
+        # Once per batch, after every run's events_stored (interventions' receiver among them):
+        # an approval request opened by a batch exists when its claims are judged.
         from governance import detection
-        from history.signals import events_stored
+        from history.signals import batch_stored
 
-        events_stored.connect(detection.on_events_stored, dispatch_uid="governance.detection")
+        batch_stored.connect(detection.on_batch_stored, dispatch_uid="governance.detection")

@@ -1,8 +1,8 @@
 """Durability across a namespace: each workflow id is checked as a whole, when its runs have
 changed, by a periodic task, never when a page opens.
 
-Ingest marks the workflow id of every run it writes to as due (`mark_due`, one UPDATE per run
-and batch). `run_pending` then checks due workflow ids: the rules of docs/durability.md through
+Ingest marks the workflow id of every run it writes to as due (`mark_due_all`, one upsert per
+batch). `run_pending` then checks due workflow ids: the rules of docs/durability.md through
 `history.durability.analyse_workflow` (each run's activity events read once, so a workflow id
 with many runs costs its events, not runs times events), and whether the workflow id was
 interrupted and what became of it (docs/governance.md, "Interruptions"). Each check is bounded:
@@ -17,8 +17,7 @@ import logging
 import time as clock
 from collections import Counter, defaultdict
 
-from django.db import transaction
-from django.db.models import Case, F, When
+from django.db import connection, transaction
 from django.utils import timezone
 
 from governance import counts
@@ -40,22 +39,38 @@ ATTEMPT_EVENTS = ("activity.started", "activity.completed", "activity.failed",
 
 
 def mark_due(run: Run) -> None:
-    """Called in the ingest transaction: this run's workflow id needs a check. The UPDATE locks
-    the check's row until the batch commits; ingest announces a batch's runs in (workflow id,
-    run id) order, so batches take these locks in one order and cannot deadlock on them."""
+    """This run's workflow id needs a check (see mark_due_all)."""
+    mark_due_all([run])
+
+
+def mark_due_all(runs: list[Run]) -> None:
+    """Called in the ingest transaction: the workflow ids of these runs need a check. One
+    statement: an upsert that bumps each one's generation (and keeps the time it first became
+    due), or creates it due. It locks the checks' rows until the batch commits, in the order of
+    its rows, sorted here, so batches take these locks in one order and cannot deadlock on
+    them. (An upsert draws an id from the sequence even when it updates: a 64-bit one.)"""
+    rows = {}
+    for run in runs:  # one row per workflow id: an upsert may not touch a row twice
+        rows.setdefault((run.namespace_id, run.workflow_id), run.workflow_type)
+    if not rows:
+        return
+    table = WorkflowCheck._meta.db_table
     now = timezone.now()
-    updated = WorkflowCheck.objects.filter(
-        namespace_id=run.namespace_id, workflow_id=run.workflow_id
-    ).update(
-        generation=F("generation") + 1,
-        changed_at=Case(When(due=True, then=F("changed_at")), default=now),
-        due=True,
-    )
-    if not updated:
-        WorkflowCheck.objects.bulk_create(
-            [WorkflowCheck(namespace_id=run.namespace_id, workflow_id=run.workflow_id,
-                           workflow_type=run.workflow_type, changed_at=now)],
-            ignore_conflicts=True,  # a concurrent batch made it: it is due either way
+    values = ", ".join(["(%s, %s, %s, 1, %s, %s, %s, 0, %s)"] * len(rows))
+    params = [value for (namespace_id, workflow_id), workflow_type in sorted(rows.items())
+              for value in (namespace_id, workflow_id, workflow_type or "", True, now,
+                            Outcome.NOT_INTERRUPTED, False)]
+    # INSERT ... ON CONFLICT DO UPDATE on PostgreSQL and SQLite (3.24+) alike, as
+    # governance.counts does; the text holds the table name and placeholders only.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (namespace_id, workflow_id, workflow_type, generation, due, "  # noqa: S608
+            f"changed_at, outcome, runs, bounded) VALUES {values} "
+            f"ON CONFLICT (namespace_id, workflow_id) DO UPDATE SET "
+            f"generation = {table}.generation + 1, due = excluded.due, "
+            f"changed_at = CASE WHEN {table}.due THEN {table}.changed_at "
+            f"ELSE excluded.changed_at END",
+            params,
         )
 
 

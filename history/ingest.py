@@ -21,7 +21,7 @@ from access.models import Agent, Token
 from history import chain
 from history.models import Event, Run
 from history.secrets import scan
-from history.signals import events_stored
+from history.signals import batch_stored, events_stored
 from history.vocabulary import CLOSED_STATUSES, STATUS_EVENTS
 from history.wire import InvalidEvent, ParsedEvent, parse_event
 
@@ -124,15 +124,17 @@ def _store(agent: Agent, token: Token, by_run: dict, results: list) -> BatchOutc
             insert_events(rows)  # one COPY for the whole batch
             for run in runs:
                 run.save(update_fields=DERIVED_RUN_FIELDS)
-            _announce(locked, by_run, results)
+            _announce(agent, locked, by_run, results)
         _touch_agent(agent)
     return BatchOutcome([r for r in results if r is not None], runs)
 
 
-def _announce(locked: dict, by_run: dict, results: list) -> None:
-    """Send `events_stored` for each run with new events, inside the batch's transaction."""
-    if not events_stored.has_listeners():
+def _announce(agent: Agent, locked: dict, by_run: dict, results: list) -> None:
+    """Send `events_stored` for each run with new events, then `batch_stored` once, inside the
+    batch's transaction."""
+    if not (events_stored.has_listeners() or batch_stored.has_listeners()):
         return
+    stored = []
     for key in sorted(by_run):
         fresh = [
             parsed
@@ -140,7 +142,11 @@ def _announce(locked: dict, by_run: dict, results: list) -> None:
             if results[parsed.index] is not None and results[parsed.index].status == STORED
         ]
         if fresh:
-            events_stored.send(sender=locked[key], events=sorted(fresh, key=_by_event_id))
+            stored.append((locked[key], sorted(fresh, key=_by_event_id)))
+    for run, fresh in stored:
+        events_stored.send(sender=run, events=fresh)
+    if stored:
+        batch_stored.send(sender=agent, runs=stored)
 
 
 def _by_event_id(parsed: ParsedEvent) -> int:
@@ -153,8 +159,28 @@ def _same_content(a: ParsedEvent, b: ParsedEvent) -> bool:
 
 def _lock_runs(agent: Agent, by_run: dict) -> dict[tuple[str, str], Run]:
     """Find or create each run of the batch, then lock them all in primary-key order, the same
-    order every batch uses, so two batches touching the same runs cannot deadlock."""
-    keys = sorted(by_run)  # one insertion order for every batch: no deadlock between inserts
+    order every batch uses, so two batches touching the same runs cannot deadlock.
+
+    A run found by the insert can be gone by the time it is locked: retention deleted it (an
+    old closed run) and committed in between. Its events are then stored in the run created
+    anew, as they would be had they arrived just after the deletion (docs/governance.md,
+    retention). The new row's key is larger than any before it, so locking it after the others
+    keeps the order."""
+    found: dict[tuple[str, str], Run] = {}
+    missing = sorted(by_run)  # one insertion order for every batch: no deadlock between inserts
+    for _ in range(RUN_ATTEMPTS):
+        found.update(_insert_and_lock(agent, by_run, missing))
+        missing = [key for key in missing if key not in found]
+        if not missing:
+            return found
+    # Only a run re-created and deleted again, RUN_ATTEMPTS times within one batch, gets here.
+    raise RuntimeError(f"runs deleted while this batch was being stored: {missing}")
+
+
+RUN_ATTEMPTS = 3
+
+
+def _insert_and_lock(agent: Agent, by_run: dict, keys: list) -> dict[tuple[str, str], Run]:
     new_runs = []
     for workflow_id, run_id in keys:
         events = by_run[(workflow_id, run_id)].values()

@@ -5,11 +5,14 @@ a well-behaved stream yields nothing."""
 from __future__ import annotations
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from access.models import Agent, Token
 from governance.findings import for_namespace
 from governance.models import Finding, PrivilegedCall
 from governance.vocabulary import Rule
+from history.ingest import ingest_batch
 from history.models import Event
 from interventions.approvals import decide
 from interventions.models import ApprovalPolicy, ApprovalRequest
@@ -203,13 +206,16 @@ def test_one_approval_covers_one_call(acme, send, support_token, approver):
     ]
 
 
-def test_every_tool_of_an_agent_marked_privileged_needs_an_approval(acme, send, support_bot):
+def test_an_agent_marked_privileged_needs_approval_only_for_its_policies_tools(
+    acme, send, support_bot
+):
     Agent.objects.filter(pk=support_bot.pk).update(privileged=True)
     stream = Stream().start()
     stream.call("search_kb", {"q": "x"})
+    stream.call("issue_refund", {"amount": 10})
     send(Token.issue(agent=support_bot)[1], stream)
 
-    assert [f.subject for f in found(acme, Rule.PRIVILEGED_WITHOUT_APPROVAL)] == ["search_kb"]
+    assert [f.subject for f in found(acme, Rule.PRIVILEGED_WITHOUT_APPROVAL)] == ["issue_refund"]
 
 
 def test_a_policy_for_every_tool_makes_every_tool_privileged(acme, send, support_bot):
@@ -310,7 +316,7 @@ def test_a_failure_in_detection_never_costs_the_agent_its_events(send, support_t
     def broken(*args, **kwargs):
         raise RuntimeError("detection exploded")
 
-    monkeypatch.setattr("governance.detection.examine", broken)
+    monkeypatch.setattr("governance.detection.examine_batch", broken)
     stream = Stream().start()
     stream.call("shell_exec")
 
@@ -330,3 +336,71 @@ def test_another_namespaces_runs_are_not_in_this_namespaces_findings(acme, globe
     assert for_namespace(globex).rules_found() == {Rule.AGENT_WITHOUT_OWNER,
                                                    Rule.TOOL_OUTSIDE_ALLOW_LIST}
     assert for_namespace(acme).rules_found() == set()
+
+
+# --- batches of several runs ----------------------------------------------------------------------
+
+
+def test_one_batch_of_several_runs_judges_each_run_by_its_own_approvals_and_claims(
+    acme, ingest, send, support_token, approver
+):
+    covered, uncovered = Stream("wf-a", "run-a").start(), Stream("wf-b", "run-b").start()
+    covered.ask("refund-1", "issue_refund")
+    uncovered.ask("refund-1", "issue_refund")  # the same request id, in another run
+    run_a, run_b = send(support_token, covered), send(support_token, uncovered)
+    approve(run_a, "refund-1", approver)
+    covered.claim("refund-1")
+    covered.call("issue_refund", {"amount": 1})
+    uncovered.claim("refund-1")  # still pending in its run
+    refund = uncovered.call("issue_refund", {"amount": 1})
+    uncovered.call("shell_exec")
+
+    response = ingest(support_token, covered.take() + uncovered.take())
+
+    assert response.status_code == 200, response.content
+    assert sorted((f.run_id, f.rule) for f in found(acme)) == [
+        (run_b.pk, Rule.CLAIM_CONTRADICTS_DECISION),
+        (run_b.pk, Rule.PRIVILEGED_WITHOUT_APPROVAL),
+        (run_b.pk, Rule.TOOL_OUTSIDE_ALLOW_LIST),
+    ]
+    assert found(acme, Rule.PRIVILEGED_WITHOUT_APPROVAL)[0].event_id == refund
+    assert PrivilegedCall.objects.get(run=run_a).approval.request_id == "refund-1"
+    assert PrivilegedCall.objects.get(run=run_b).approval is None
+
+
+def governance_queries(ingest, token, events) -> list[str]:
+    with CaptureQueriesContext(connection) as queries:
+        assert ingest(token, events).status_code == 200
+    return [q["sql"] for q in queries.captured_queries
+            if "governance_" in q["sql"] or "approvalpolicy" in q["sql"]]
+
+
+def test_detection_costs_the_same_queries_for_one_run_or_many(acme, ingest, support_token):
+    def streams(n: int, prefix: str) -> list[dict]:
+        events = []
+        for i in range(n):
+            stream = Stream(f"{prefix}-{i}").start()
+            stream.call("issue_refund", {"amount": 1})
+            stream.call("shell_exec")
+            events += stream.take()
+        return events
+
+    one = governance_queries(ingest, support_token, streams(1, "one"))
+    many = governance_queries(ingest, support_token, streams(4, "many"))
+
+    # the checks, the policies, three for privileged calls, three to store the findings
+    assert len(many) == len(one) == 8
+    assert len(found(acme, Rule.PRIVILEGED_WITHOUT_APPROVAL)) == 5
+    assert len(found(acme, Rule.TOOL_OUTSIDE_ALLOW_LIST)) == 5
+
+
+def test_the_allow_list_is_read_as_it_stands_when_the_call_is_stored(acme, support_bot):
+    token, _ = Token.issue(agent=support_bot)
+    assert "get_customer" in token.agent.allowed_tools  # loaded, as a long follow session's
+    Agent.objects.filter(pk=support_bot.pk).update(allowed_tools=["search_kb"])
+    stream = Stream().start()
+    stream.call("get_customer", {"id": 1})
+
+    ingest_batch(token, stream.take(), max_attributes_bytes=256 * 1024)
+
+    assert [f.subject for f in found(acme, Rule.TOOL_OUTSIDE_ALLOW_LIST)] == ["get_customer"]
