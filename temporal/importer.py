@@ -265,19 +265,26 @@ def _identifier(name: str, value: str) -> str:
     return value
 
 
+def lease_seconds() -> int:
+    return settings.TEMPORAL_IMPORT_LEASE_SECONDS
+
+
+class LeaseLost(Exception):
+    """This worker stalled past its lease and another one took the import over."""
+
+
 def perform(imp: TemporalImport, *, request=None,
             progress: Callable[[int, int], None] | None = None) -> TemporalImport:
-    """Carry out a recorded import; its outcome (or refusal) is written on the row."""
-    claimed = TemporalImport.objects.filter(
-        pk=imp.pk, state__in=[ImportState.QUEUED, ImportState.RUNNING]
-    ).update(state=ImportState.RUNNING)
-    imp.refresh_from_db()
-    if not claimed:
+    """Carry out a recorded import under a lease (`TemporalImport.claim`), renewed with each
+    progress write; its outcome (or refusal) is written on the row. An import that another
+    worker holds, or that is finished, is returned as it stands."""
+    if not imp.claim(lease_seconds()):
         return imp
     content = bytes(imp.content)
 
     def moved(done: int) -> None:
-        TemporalImport.objects.filter(pk=imp.pk).update(events_done=done)
+        if not imp.write_held(lease_seconds(), events_done=done):
+            raise LeaseLost
         if progress is not None:
             progress(done, imp.events_total)
 
@@ -285,14 +292,22 @@ def perform(imp: TemporalImport, *, request=None,
         with _without_cycle_collection():
             runs = prepare(content, workflow_id=imp.workflow_id, run_id=imp.run_id)
             imp.events_total = sum(len(run.events) for run in runs)
-            TemporalImport.objects.filter(pk=imp.pk).update(events_total=imp.events_total)
+            if not imp.write_held(lease_seconds(), events_total=imp.events_total):
+                raise LeaseLost
             check_conflicts(imp.namespace, imp.agent, runs)
             stored, duplicates = store(writer_token(imp.agent), runs, moved)
+    except LeaseLost:
+        log.warning("temporal import %s: taken over by another worker; this one stops", imp.pk)
+        finished = False
     except ImportRefused as exc:
-        _finish(imp, state=ImportState.FAILED, error=exc.message, error_status=exc.status)
+        finished = _finish(imp, state=ImportState.FAILED, error=exc.message,
+                           error_status=exc.status)
     else:
-        _finish(imp, state=ImportState.DONE, stored=stored, duplicates=duplicates,
-                events_done=imp.events_total, runs=_summaries(imp, runs))
+        finished = _finish(imp, state=ImportState.DONE, stored=stored, duplicates=duplicates,
+                           events_done=imp.events_total, runs=_summaries(imp, runs))
+    if not finished:  # the worker that took over writes the outcome and its audit entry
+        imp.refresh_from_db()
+        return imp
     record(
         "temporal.imported", actor=imp.requested_by, request=request, namespace=imp.namespace,
         obj=imp, object_repr=imp.filename or str(imp.uuid),
@@ -338,8 +353,9 @@ def _summaries(imp: TemporalImport, runs: list[PreparedRun]) -> list[dict]:
     return summaries
 
 
-def _finish(imp: TemporalImport, **fields) -> None:
-    fields.update(content=b"", finished_at=timezone.now())
+def _finish(imp: TemporalImport, **fields) -> bool:
+    """Write the outcome if this worker still holds the import; False when it was taken over."""
+    fields.update(content=b"", finished_at=timezone.now(), claimed_until=None)
     for name, value in fields.items():
         setattr(imp, name, value)
-    TemporalImport.objects.filter(pk=imp.pk).update(**fields)
+    return imp.write_held(**fields)

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from access.models import Agent, Namespace
@@ -131,6 +131,12 @@ class TemporalImport(models.Model):
     error_status = models.PositiveSmallIntegerField(null=True, blank=True)  # 400 or 409
     created_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # The lease of the worker carrying the import out, renewed with each progress write; past
+    # it, the import is stalled (its worker died) and another worker may take it over.
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    # Counts the claims: a worker's writes name its own, so one that was taken over (it stalled
+    # past its lease) cannot write over its successor's progress or outcome.
+    claims = models.PositiveIntegerField(default=0)
 
     objects = TemporalImportQuerySet.as_manager()
 
@@ -147,6 +153,30 @@ class TemporalImport(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.state in (ImportState.DONE, ImportState.FAILED)
+
+    def claim(self, seconds: float) -> bool:
+        """Take the import for `seconds`: a queued one, or a running one whose lease ended.
+        True if this caller holds it now. A conditional UPDATE: a message redelivered while
+        the first worker is alive and within its lease cannot run the import a second time."""
+        now = timezone.now()
+        won = TemporalImport.objects.filter(pk=self.pk).filter(
+            Q(state=ImportState.QUEUED)
+            | Q(state=ImportState.RUNNING, claimed_until__isnull=True)
+            | Q(state=ImportState.RUNNING, claimed_until__lt=now)
+        ).update(state=ImportState.RUNNING, claimed_until=now + timedelta(seconds=seconds),
+                 claims=F("claims") + 1)
+        self.refresh_from_db()
+        return bool(won)
+
+    def write_held(self, seconds: float | None = None, **fields) -> bool:
+        """Write `fields` if this caller still holds the import (its claim is the latest and
+        the import is running), renewing the lease for `seconds` when given. False when
+        another worker took the import over."""
+        if seconds is not None:
+            fields["claimed_until"] = timezone.now() + timedelta(seconds=seconds)
+        return bool(TemporalImport.objects.filter(
+            pk=self.pk, state=ImportState.RUNNING, claims=self.claims
+        ).update(**fields))
 
     @property
     def percent(self) -> int:

@@ -7,6 +7,7 @@ import logging
 
 from celery import shared_task
 from django.conf import settings
+from django.utils import timezone
 
 from temporal import follow, importer
 from temporal.models import ImportState, TemporalConnection, TemporalImport
@@ -38,15 +39,21 @@ def follow_connection(connection_id: int) -> dict | None:
 
 
 @shared_task(
-    name="temporal.import_history", acks_late=True, reject_on_worker_lost=True,
-    soft_time_limit=1800, time_limit=1900,
+    name="temporal.import_history", bind=True, acks_late=True, reject_on_worker_lost=True,
+    soft_time_limit=1800, time_limit=1900, max_retries=None,
 )
-def import_history(import_id: int) -> None:
-    """Import a large uploaded file. A repeated message after a worker died mid-import starts
-    it again: the events stored so far are duplicates, the rest follow."""
+def import_history(self, import_id: int) -> None:
+    """Import a large uploaded file. A message delivered again while another worker holds the
+    import's lease (a redelivery while the first worker is alive, or after it died) is put
+    back until the lease ends: then the import is finished, or stalled and taken over (the
+    events stored so far are duplicates, the rest follow). Retries are bounded by the lease:
+    a worker renews it only while it makes progress, within this task's time limit."""
     imp = TemporalImport.objects.select_related("namespace", "agent", "requested_by").filter(
         pk=import_id, state__in=[ImportState.QUEUED, ImportState.RUNNING]
     ).first()
     if imp is None:
         return
-    importer.perform(imp)
+    imp = importer.perform(imp)
+    if imp.state == ImportState.RUNNING and imp.claimed_until is not None:
+        wait = (imp.claimed_until - timezone.now()).total_seconds()
+        raise self.retry(countdown=max(1.0, wait + 1.0))
