@@ -24,6 +24,11 @@ class RefusedAddress(Exception):
     """The URL is not allowed; the message says why."""
 
 
+class UnresolvableHost(RefusedAddress):
+    """The host does not resolve (now): unlike an address outside the allowed networks, this
+    may pass later (DNS trouble, a name not yet published)."""
+
+
 @dataclass(frozen=True)
 class Response:
     status: int
@@ -57,7 +62,7 @@ def check_host(host: str, port: int, allowed_networks: list[str], *, field: str 
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
-        raise RefusedAddress(f"{field}: the host {host} does not resolve ({exc})") from None
+        raise UnresolvableHost(f"{field}: the host {host} does not resolve ({exc})") from None
     allowed = [ipaddress.ip_network(net, strict=False) for net in allowed_networks]
     chosen = None
     for info in infos:

@@ -20,7 +20,7 @@ from temporalio.client import Client
 from temporalio.service import TLSConfig
 
 from access.encryption import unseal
-from interventions.outbound import RefusedAddress, check_host
+from interventions.outbound import RefusedAddress, UnresolvableHost, check_host
 
 # The identity Flightdeck's follower shows to the Temporal service.
 FOLLOWER_IDENTITY = "flightdeck-follower"
@@ -64,7 +64,7 @@ def check_address(address: str, *, unresolvable_ok: bool = False) -> None:
     try:
         check_host(host, int(port), settings.TEMPORAL_ALLOWED_NETWORKS, field="address",
                    setting="TEMPORAL_ALLOWED_NETWORKS")
-    except RefusedAddress as exc:
-        if unresolvable_ok and "does not resolve" in str(exc):
+    except UnresolvableHost:
+        if unresolvable_ok:
             return
         raise

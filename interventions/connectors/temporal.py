@@ -82,10 +82,17 @@ class Call:
 async def _deliver(connection, call: Call) -> Outcome:
     from temporalio.service import RPCError
 
+    from interventions.outbound import RefusedAddress, UnresolvableHost
     from temporal.client import connect
 
     try:
         client = await connect(connection, identity=call.identity)
+    except UnresolvableHost as exc:  # DNS may answer later: retried
+        return Outcome(retry=True, error=f"Temporal connection {connection.name}: {exc}"[:500])
+    except RefusedAddress as exc:
+        # Outside TEMPORAL_ALLOWED_NETWORKS: no later attempt can pass while the setting
+        # stands, so the command fails now rather than after all its attempts.
+        return Outcome(error=f"Temporal connection {connection.name}: {exc}"[:500])
     except Exception as exc:  # unreachable, TLS or authentication trouble: retried
         return Outcome(retry=True, error=f"Temporal at {connection.address}: {exc}"[:500])
     try:
