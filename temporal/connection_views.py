@@ -70,7 +70,7 @@ class ConnectionForm(forms.ModelForm):
 @require_http_methods(["GET", "POST"])
 def connections(request: HttpRequest, slug: str) -> HttpResponse:
     namespace = get_namespace_for(request.user, slug, need=Capability.ADMINISTER)
-    form = ConnectionForm(request.POST or None)
+    form = ConnectionForm(_posted(request))
     if request.method == "POST" and form.is_valid():
         saved = _save(request, form, namespace, None)
         if saved is not None:
@@ -89,7 +89,7 @@ def edit_connection(request: HttpRequest, slug: str, name: str) -> HttpResponse:
     namespace = get_namespace_for(request.user, slug, need=Capability.ADMINISTER)
     connection = get_object_or_404(TemporalConnection.objects.select_related("agent"),
                                    namespace=namespace, name=name)
-    form = ConnectionForm(request.POST or None, instance=connection, editing=True)
+    form = ConnectionForm(_posted(request), instance=connection, editing=True)
     saved = request.method == "POST" and form.is_valid() and _save(
         request, form, namespace, connection
     )
@@ -99,6 +99,12 @@ def edit_connection(request: HttpRequest, slug: str, name: str) -> HttpResponse:
     status = 400 if form.errors else 200
     return render(request, CONNECTION_EDIT, {"namespace": namespace, "form": form,
                                              "connection": connection}, status=status)
+
+
+def _posted(request: HttpRequest):
+    """The form's data: an empty POST still binds the form (`request.POST or None` would not),
+    so it answers 400 naming the required fields rather than showing the form again."""
+    return request.POST if request.method == "POST" else None
 
 
 def _save(request, form: ConnectionForm, namespace, connection):

@@ -136,3 +136,21 @@ def test_the_list_costs_the_same_queries_for_one_connection_or_many(as_alice, ac
         save_connection(acme, {"name": f"c{number}", "address": "temporal.example.com:7233"},
                         actor=alice)
     assert queries() == one
+
+
+def test_an_empty_post_is_a_400_naming_the_required_fields(as_alice):
+    response = as_alice.post(PAGE, {})
+    assert response.status_code == 400
+    errors = response.context["form"].errors
+    assert {"name", "address", "temporal_namespace"} <= set(errors)
+    assert "This field is required" in response.content.decode()
+    assert not TemporalConnection.objects.exists()
+
+
+def test_an_empty_post_to_a_connection_is_a_400_and_changes_nothing(as_alice):
+    as_alice.post(PAGE, FORM)
+    response = as_alice.post(f"{PAGE}connections/prod/", {})
+    assert response.status_code == 400
+    assert {"address", "temporal_namespace"} <= set(response.context["form"].errors)
+    connection = TemporalConnection.objects.get(name="prod")
+    assert (connection.address, connection.enabled) == ("temporal.internal:7233", True)
