@@ -241,8 +241,6 @@ APPROVAL_MAX_TIMEOUT_SECONDS = env_int("APPROVAL_MAX_TIMEOUT_SECONDS", 7 * 86400
 APPROVAL_REMINDER_BEFORE_SECONDS = env_int("APPROVAL_REMINDER_BEFORE_SECONDS", 900, minimum=0)
 WEBHOOK_TIMEOUT_SECONDS = env_int("WEBHOOK_TIMEOUT_SECONDS", 10, minimum=1)
 
-# --- Governance (docs/governance.md): workflow ids checked per pass of the refresh task.
-GOVERNANCE_CHECKS_PER_PASS = env_int("GOVERNANCE_CHECKS_PER_PASS", 500, minimum=1)
 # CIDRs that webhooks may reach although they are loopback, private or link-local.
 WEBHOOK_ALLOWED_NETWORKS = env_list("WEBHOOK_ALLOWED_NETWORKS", [])
 NOTIFY_WEBHOOK_URL = env_str("NOTIFY_WEBHOOK_URL") or ""
@@ -250,6 +248,9 @@ NOTIFY_WEBHOOK_SECRET = env_str("NOTIFY_WEBHOOK_SECRET") or ""
 # Links in notifications point here.
 FLIGHTDECK_BASE_URL = env_str("FLIGHTDECK_BASE_URL") or "http://127.0.0.1:8000"
 FLIGHTDECK_ENCRYPTION_KEYS = env_list("FLIGHTDECK_ENCRYPTION_KEYS", [])
+
+# --- Governance (docs/governance.md): workflow ids checked per pass of the refresh task.
+GOVERNANCE_CHECKS_PER_PASS = env_int("GOVERNANCE_CHECKS_PER_PASS", 500, minimum=1)
 
 # --- Evidence export and signed digests (docs/evidence.md). The signing key: PEM or a base64
 # seed, inline or in a file; with DEBUG only, generated under var/ when neither is set.
