@@ -185,7 +185,7 @@ def demo(args: list[str]) -> None:
     env = {**os.environ, "DEBUG": os.environ.get("DEBUG", "1")}
     address = loopback_address(args)
     manage("migrate", "--no-input", env=env)
-    manage("bootstrap_demo", env=env)
+    manage("bootstrap_demo", "--base-url", f"http://{address}", env=env)
     manage("seed_history", "--if-empty", "--runs", "40", env=env)
     backfill_governance(env)
     base = f"http://{address}"

@@ -146,3 +146,10 @@ def test_a_scope_changed_by_hand_is_put_back_and_audited(settings, tmp_path):
     agent.refresh_from_db()
     assert agent.allowed_tools == list(AGENTS["support-agent"].TOOLS)
     assert changes.get().before["allowed_tools"] == ["search_kb"]
+
+
+def test_the_printed_example_names_the_address_the_demo_serves_on(settings, tmp_path):
+    settings.DEBUG = True
+    out, _ = bootstrap(tmp_path, "--base-url", "http://127.0.0.1:8799")
+    assert "http://127.0.0.1:8799/api/v1/ingest" in out
+    assert ":8000" not in out

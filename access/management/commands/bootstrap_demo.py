@@ -47,10 +47,13 @@ class Command(BaseCommand):
             "--tokens-file", default=str(settings.VAR_DIR / "reference-agents.json"),
             help="Where to write the reference agents' tokens (mode 600; default: %(default)s).",
         )
+        parser.add_argument("--base-url", default="http://127.0.0.1:8000",
+                            help="Where the demo serves, for the example printed (default: "
+                                 "%(default)s).")
         parser.add_argument("--no-agent-tokens", action="store_true",
                             help="Do not issue agent tokens (nor revoke the previous ones).")
 
-    def handle(self, *args, tokens_file, no_agent_tokens, **options):
+    def handle(self, *args, tokens_file, no_agent_tokens, base_url, **options):
         if not settings.DEBUG:
             raise CommandError("bootstrap_demo creates users with printed passwords: DEBUG only")
         with transaction.atomic():
@@ -67,7 +70,8 @@ class Command(BaseCommand):
             tokens = {} if no_agent_tokens else self._fresh_tokens(agents)
         if tokens:
             _write_private(Path(tokens_file), {"agents": tokens})
-        self._report(created, first_token, tokens_file if tokens else None, options["verbosity"])
+        self._report(created, first_token, tokens_file if tokens else None, options["verbosity"],
+                     base_url)
 
     def _users(self, namespaces: dict[str, Namespace]) -> dict[str, str]:
         """Create the demo users that are missing; {user name: password} of those created."""
@@ -130,7 +134,7 @@ class Command(BaseCommand):
                 for agent in agents}
 
     def _report(self, created: dict[str, str], first_token: str | None, tokens_file,
-                verbosity: int) -> None:
+                verbosity: int, base_url: str) -> None:
         if created:
             self.stdout.write("\nDemo users (passwords shown only now):")
             for name, password in created.items():
@@ -153,7 +157,7 @@ class Command(BaseCommand):
                 "    -d '{\"events\": [{\"workflow_id\": \"wf-1\", \"run_id\": \"r1\", "
                 "\"event_id\": 1, \"type\": \"workflow.started\", \"workflow_type\": \"demo\","
                 " \"time\": \"2026-01-01T00:00:00Z\"}]}' \\\n"
-                "    http://127.0.0.1:8000/api/v1/ingest"
+                f"    {base_url}/api/v1/ingest"
             )
         if tokens_file and verbosity > 0:
             self.stdout.write(f"\nReference agents' tokens written to {tokens_file} "
