@@ -54,9 +54,14 @@ class StoredEvent:
 
 def on_batch_stored(sender, runs, **kwargs) -> None:
     agent = sender
+    # Two savepoints: a failure in detection must not also lose the durability check's mark.
     try:
         with transaction.atomic():
             durability_checks.mark_due_all([run for run, _ in runs])
+    except Exception:
+        log.exception("governance could not mark %d runs' workflow ids due", len(runs))
+    try:
+        with transaction.atomic():
             # Ingest stamps the batch's events and runs with one time: the receipt.
             examine_batch(agent, runs, received_at=runs[0][0].updated_at)
     except Exception:

@@ -10,7 +10,7 @@ from django.test.utils import CaptureQueriesContext
 
 from access.models import Agent, Token
 from governance.findings import for_namespace
-from governance.models import Finding, PrivilegedCall
+from governance.models import Finding, PrivilegedCall, WorkflowCheck
 from governance.vocabulary import Rule
 from history.ingest import ingest_batch
 from history.models import Event
@@ -325,6 +325,8 @@ def test_a_failure_in_detection_never_costs_the_agent_its_events(send, support_t
     assert Event.objects.filter(run=run).count() == 4
     assert "governance could not examine" in caplog.text
     assert not Finding.objects.exists()
+    # The durability check is still due: its mark is not rolled back with detection.
+    assert WorkflowCheck.objects.filter(workflow_id=run.workflow_id, due=True).exists()
 
 
 def test_another_namespaces_runs_are_not_in_this_namespaces_findings(acme, globex, send):
