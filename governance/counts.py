@@ -35,9 +35,10 @@ def of(findings: Iterable[Finding], sign: int = 1) -> Counter:
 
 
 def of_stored(findings: QuerySet, sign: int = 1) -> Counter:
-    """The counts of findings in the database (before deleting them), one query."""
+    """The counts of findings in the database (before deleting them), one query. Days in UTC,
+    as `day_of` counts them, whatever TIME_ZONE says."""
     rows = (
-        findings.annotate(day=TruncDate("received_at")).order_by()
+        findings.annotate(day=TruncDate("received_at", tzinfo=UTC)).order_by()
         .values_list("namespace_id", "day", "rule").annotate(n=Count("id"))
         .values_list("namespace_id", "day", "rule", "n")
     )

@@ -4,7 +4,7 @@ retention, a backfill."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.utils import timezone
@@ -78,3 +78,16 @@ def test_the_page_counts_come_from_the_day_rows(acme, send, support_token):
     assert report.counts["tool_outside_allow_list"] == 4
     assert report.days[-1].total == 4
     assert len(report.days) == 8
+
+
+def test_stored_findings_are_counted_by_the_utc_day_whatever_the_time_zone(acme, send,
+                                                                         support_token, settings):
+    stream = Stream().start()
+    stream.call("shell_exec")
+    send(support_token, stream)
+    Finding.objects.update(received_at=datetime(2025, 1, 2, 1, 30, tzinfo=UTC))
+    settings.TIME_ZONE = "America/New_York"  # 2025-01-01 there
+
+    findings = Finding.objects.filter(namespace=acme)
+
+    assert counts.of_stored(findings) == counts.of(findings)
