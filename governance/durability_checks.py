@@ -214,19 +214,19 @@ def _finding_rows(runs: list[Run], per_run: dict[int, list[DurabilityFinding]]) 
 
 
 def _event_times(per_run: dict[int, list[DurabilityFinding]]) -> dict[tuple[int, int], object]:
-    """When Flightdeck received the first event each finding links to in its own run (one
-    query per run with findings; runs without findings cost nothing)."""
-    times = {}
-    for run_pk, findings in per_run.items():
-        wanted = {
-            next((event_id for linked, event_id in f.links if linked.pk == run_pk), None)
-            for f in findings
-        } - {None}
-        if wanted:
-            times.update(
-                ((run_pk, event_id), time)
-                for event_id, time in Event.objects.filter(
-                    run_id=run_pk, event_id__in=wanted
-                ).values_list("event_id", "received_at")
-            )
-    return times
+    """When Flightdeck received the first event each finding links to in its own run: one
+    query for the whole check, whatever the number of runs with findings."""
+    wanted = {
+        (run_pk, event_id)
+        for run_pk, findings in per_run.items() for f in findings
+        if (event_id := next((e for linked, e in f.links if linked.pk == run_pk), None))
+        is not None
+    }
+    if not wanted:
+        return {}
+    rows = Event.objects.filter(
+        run_id__in={run_pk for run_pk, _ in wanted},
+        event_id__in={event_id for _, event_id in wanted},
+    ).values_list("run_id", "event_id", "received_at")
+    return {(run_pk, event_id): time for run_pk, event_id, time in rows
+            if (run_pk, event_id) in wanted}
