@@ -39,9 +39,8 @@ class AuditEntryQuerySet(models.QuerySet):
             return self.all()
         # By id, not slug: a namespace deleted and another created with its slug must not
         # inherit the old one's entries (ids are never reused).
-        namespace_ids = list(
-            Namespace.objects.visible_to(user, Capability.INVESTIGATE).values_list("pk", flat=True)
-        )
+        # A subquery, as before the copies: one round trip, not two.
+        namespace_ids = Namespace.objects.visible_to(user, Capability.INVESTIGATE).values("pk")
         return self.filter(namespace_id_copy__in=namespace_ids)
 
 
