@@ -17,6 +17,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from access.models import Namespace
@@ -63,8 +64,6 @@ def claim(export_id) -> EvidenceExport | None:
     (it died; the message came back). None when another worker holds it or it is done."""
     now = timezone.now()
     quiet = now - timedelta(seconds=settings.EVIDENCE_EXPORT_STALL_SECONDS)
-    from django.db.models import Q
-
     moved = EvidenceExport.objects.filter(pk=export_id).filter(
         Q(state=ExportState.QUEUED) | Q(state=ExportState.RUNNING, heartbeat_at__lte=quiet)
     ).update(state=ExportState.RUNNING, started_at=now, heartbeat_at=now, runs_done=0,

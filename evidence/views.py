@@ -72,17 +72,17 @@ def export_form(request: HttpRequest) -> HttpResponse:
     form_errors = {}
     try:
         scope = ExportScope.from_query(data)
+        if request.method == "POST":
+            raw, reason, form_errors = _payload_choice(request.POST)
+            if not form_errors:  # request_export resolves the scope itself: once, not twice
+                export = exports.request_export(request.user, scope, raw=raw, reason=reason,
+                                                request=request)
+                return redirect("evidence-export", export.id, permanent=False)
         run_uuids, events, _ = scope.resolve(request.user)
     except ScopeError as exc:
         return render(request, "evidence/export_form.html",
                       {"errors": exc.errors, "namespaces": _investigable(request.user)},
                       status=400)
-    if request.method == "POST":
-        raw, reason, form_errors = _payload_choice(request.POST)
-        if not form_errors:
-            export = exports.request_export(request.user, scope, raw=raw, reason=reason,
-                                            request=request)
-            return redirect("evidence-export", export.id, permanent=False)
     context = {"scope": scope, "runs": len(run_uuids), "events": events, "errors": form_errors,
                "filter_query": scope.params.get("query", ""), "post": request.POST}
     return render(request, "evidence/export_form.html", context,

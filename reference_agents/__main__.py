@@ -5,8 +5,8 @@
     python -m reference_agents run research-agent --loop --interval 30
     python -m reference_agents demo [--agents a,b] [--interval-scale 0.5]
 
-The server and token come from --url / --token, else FLIGHTDECK_URL / FLIGHTDECK_TOKEN, else
-(token only) the agent's entry in --tokens-file, which `manage.py bootstrap_demo` writes.
+The server comes from --url, else FLIGHTDECK_URL; the token from --token, else the agent's
+entry in --tokens-file (which `manage.py bootstrap_demo` writes), else FLIGHTDECK_TOKEN.
 Prefer the environment or the file to --token: a command line is visible to other users.
 """
 
@@ -78,12 +78,14 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 
 def token_for(name: str, args: argparse.Namespace) -> str | None:
-    token = getattr(args, "token", None) or os.environ.get("FLIGHTDECK_TOKEN")
-    if token:
-        return token
+    """--token, else the agent's entry in --tokens-file, else FLIGHTDECK_TOKEN. A file named on
+    the command line wins over the environment: `dev.py demo` run from a shell where the SDK's
+    quick start exported FLIGHTDECK_TOKEN must still give each agent its own token."""
+    if getattr(args, "token", None):
+        return args.token
     if args.tokens_file:
         return runner.read_tokens(args.tokens_file).get(name)
-    return None
+    return os.environ.get("FLIGHTDECK_TOKEN")
 
 
 def session_for(name: str, args: argparse.Namespace) -> Session:

@@ -14,6 +14,7 @@ from access.models import Membership
 from audit.models import AuditEntry
 from evidence import exports
 from evidence.models import EvidenceExport
+from evidence.scope import ExportScope
 from history.models import Run
 from tests.builders import event
 
@@ -138,6 +139,31 @@ def test_too_many_runs_are_refused(evidence_run, ingest, agent_token, as_ivy, se
     response = as_ivy.get("/evidence/export?scope=filter")
     assert response.status_code == 400
     assert b"more than 1 runs match; narrow the scope" in response.content
+
+
+def test_a_post_with_too_many_runs_is_refused_too(evidence_run, ingest, agent_token, as_ivy,
+                                                  settings):
+    ingest(agent_token, [event(1, "workflow.started", workflow_id="second")])
+    settings.EVIDENCE_EXPORT_MAX_RUNS = 1
+    response = as_ivy.post("/evidence/export", {"scope": "filter", "payloads": "redacted"})
+    assert response.status_code == 400
+    assert b"more than 1 runs match; narrow the scope" in response.content
+    assert not EvidenceExport.objects.exists()
+
+
+def test_exporting_resolves_the_scope_once(evidence_run, as_ivy, monkeypatch):
+    """The scope's runs are read (up to EVIDENCE_EXPORT_MAX_RUNS of them) by request_export,
+    not a second time by the page first."""
+    calls = []
+    real = ExportScope.resolve
+
+    def counted(self, user):
+        calls.append(self.kind)
+        return real(self, user)
+
+    monkeypatch.setattr(ExportScope, "resolve", counted)
+    assert post_export(as_ivy, evidence_run).status_code == 302
+    assert calls == ["run"]
 
 
 def test_exporting_starts_a_task_and_goes_to_the_progress_page(queued, as_ivy, evidence_run):

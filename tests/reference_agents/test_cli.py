@@ -81,3 +81,21 @@ def test_demo_keeps_producing_runs_until_stopped(quiet_live_server, demo_tokens,
         _, err = process.communicate(timeout=60)
     assert process.returncode == 0, err
     assert not Run.objects.exclude(agent__name__in=["ops-agent", "crm-sync-agent"]).exists()
+
+
+def test_the_tokens_file_wins_over_an_exported_flightdeck_token(tmp_path, monkeypatch):
+    """`dev.py demo` from a shell where the SDK's quick start exported FLIGHTDECK_TOKEN: each
+    agent still gets its own token from the file, not that one for all of them."""
+    from reference_agents.__main__ import parse, token_for
+
+    tokens = tmp_path / "tokens.json"
+    tokens.write_text(json.dumps({"agents": {"support-agent": "fda_support_own"}}))
+    monkeypatch.setenv("FLIGHTDECK_TOKEN", "fda_other_exported")
+
+    from_file = parse(["demo", "--tokens-file", str(tokens)])
+    assert token_for("support-agent", from_file) == "fda_support_own"
+    assert token_for("billing-agent", from_file) is None  # not the exported one either
+    assert token_for("support-agent", parse(["demo"])) == "fda_other_exported"
+    explicit = parse(["run", "support-agent", "--token", "fda_x_given", "--tokens-file",
+                      str(tokens)])
+    assert token_for("support-agent", explicit) == "fda_x_given"
