@@ -20,20 +20,23 @@ from history.vocabulary import CLOSED_STATUSES, RunStatus, category_of
 
 
 class RunQuerySet(models.QuerySet):
-    def visible_to(self, principal, capability: str = Capability.VIEW) -> RunQuerySet:
+    def visible_to(
+        self, principal, capability: str = Capability.VIEW, *, namespaces=None
+    ) -> RunQuerySet:
         """Runs `principal` may see: a user's through their namespaces' roles (every run for a
-        superuser), an agent token's only its own agent's runs."""
+        superuser), an agent token's only its own agent's runs. A caller that has already
+        read `Namespace.objects.visible_to(principal, capability)` passes it as `namespaces`
+        and saves the query."""
         agent = getattr(principal, "agent", None)
         if agent is not None:
             return self.filter(agent=agent) if capability == Capability.VIEW else self.none()
         if principal.is_authenticated and principal.is_active and principal.is_superuser:
             return self.all()
+        if namespaces is None:
+            namespaces = Namespace.objects.visible_to(principal, capability)
         # A literal list of ids, not a subquery: the planner can then use the per-namespace
         # indexes instead of re-running a scan for each namespace the subquery yields.
-        namespace_ids = list(
-            Namespace.objects.visible_to(principal, capability).values_list("pk", flat=True)
-        )
-        return self.filter(namespace_id__in=namespace_ids)
+        return self.filter(namespace_id__in=[namespace.pk for namespace in namespaces])
 
 
 class Run(models.Model):
@@ -84,8 +87,14 @@ class Run(models.Model):
             models.Index(fields=["namespace", "status", "-started_at"], name="run_ns_status"),
             # The run list filtered by agent; an agent token reading its own runs.
             models.Index(fields=["agent", "-started_at"], name="run_agent_recent"),
-            # Per-status counts of the run list filtered by agent or owner.
-            models.Index(fields=["agent", "status", "-started_at"], name="run_agent_status"),
+            # Per-status counts of the run list filtered by agent or owner. The namespace is
+            # included so that the count, which also filters by the viewer's namespaces, is
+            # an index-only scan (PostgreSQL; SQLite ignores `include`): reading heap rows
+            # for it took 75 ms for 10,001 failed runs of one agent at a million runs.
+            models.Index(
+                fields=["agent", "status", "-started_at"], include=["namespace"],
+                name="run_agent_status",
+            ),
             # The run list filtered by workflow type.
             models.Index(fields=["workflow_type", "-started_at", "-id"], name="run_type_recent"),
             # workflow_id prefix search across namespaces (LIKE 'abc%' on PostgreSQL).

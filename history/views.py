@@ -56,7 +56,8 @@ def status_counts(runs) -> tuple[list[tuple[str, int]], bool]:
     query: a UNION ALL of one bounded count per status, each able to use a status index."""
     # Compiled once, for a status no run has, then bound once per status (compiling the
     # queryset eight times cost more than running the query).
-    bounded = runs.filter(status=STATUS_SLOT).order_by().values("pk")[: COUNT_CAP + 1]
+    # Selecting the status (not the key) lets PostgreSQL count from the status indexes alone.
+    bounded = runs.filter(status=STATUS_SLOT).order_by().values("status")[: COUNT_CAP + 1]
     try:
         sql, template = bounded.query.sql_with_params()
     except EmptyResultSet:  # a filter that can match nothing (an unknown name)
@@ -84,7 +85,8 @@ def link_runs(runs: list[Run]) -> None:
 @login_required
 @require_GET
 def run_list(request: HttpRequest) -> HttpResponse:
-    visible = Run.objects.visible_to(request.user)
+    namespaces = list(Namespace.objects.visible_to(request.user))
+    visible = Run.objects.visible_to(request.user, namespaces=namespaces)
     try:
         filters = RunFilter.from_query(request.GET)
         base = filters.apply(visible, include_status=False)
@@ -107,7 +109,6 @@ def run_list(request: HttpRequest) -> HttpResponse:
         next_query = query.copy()
         next_query["cursor"] = next_cursor
     link_runs(page)
-    namespaces = list(Namespace.objects.visible_to(request.user))
     context = {
         "filters": filters,
         "errors": errors,
@@ -118,16 +119,19 @@ def run_list(request: HttpRequest) -> HttpResponse:
         "next_url": f"?{next_query.urlencode()}" if next_query else None,
         "query": query.urlencode(),
         "count_query": count_query.urlencode(),
-        "statuses": RunStatus.values,
-        "namespaces": namespaces,
-        "agents": Agent.objects.filter(namespace__in=namespaces).select_related("namespace"),
-        "saved_views": SavedView.objects.filter(owner=request.user),
         "has_open": any(run.status not in CLOSED_STATUSES for run in page),
         "is_first_page": not request.GET.get("cursor"),
     }
     status = 400 if errors else 200
     if request.htmx and request.htmx.target in ("run-list", "run-rows"):
+        # The live refresh and the filters ask for the list alone: no sidebar to fill.
         return render(request, "history/run_list.html#list", context, status=status)
+    context.update(
+        statuses=RunStatus.values,
+        namespaces=namespaces,
+        agents=Agent.objects.filter(namespace__in=namespaces).select_related("namespace"),
+        saved_views=SavedView.objects.filter(owner=request.user),
+    )
     return render(request, "history/run_list.html", context, status=status)
 
 
