@@ -120,6 +120,8 @@ P95_TARGET_MS = 150.0
 RATIO_TARGET = 5.0
 FLATNESS_TARGET = 1.20
 WARMUP = 3
+FLOOR_CASE = "floor_signed_in_shell"
+FLOOR_PATH = "/bench-floor/"
 
 
 def loadavg() -> list[float]:
@@ -187,6 +189,28 @@ def set_up_django(database_url: str) -> None:
     import django
 
     django.setup()
+
+
+def install_floor_page() -> None:
+    """Serve FLOOR_PATH in this process only: a login-required view rendering the base
+    template with nothing in it, mounted in front of the project's URLs (a throw-away URLconf
+    module; nothing is added to the project)."""
+    import types
+
+    from django.conf import settings
+    from django.contrib.auth.decorators import login_required
+    from django.shortcuts import render
+    from django.urls import include, path
+
+    @login_required
+    def floor(request):
+        return render(request, "base.html")
+
+    urls = types.ModuleType("bench_floor_urls")
+    urls.urlpatterns = [path(FLOOR_PATH.strip("/") + "/", floor),
+                        path("", include(settings.ROOT_URLCONF))]
+    sys.modules[urls.__name__] = urls
+    settings.ROOT_URLCONF = urls.__name__
 
 
 def ensure_meta_table(conn: psycopg.Connection) -> None:
@@ -349,6 +373,10 @@ def durability_main(query: str) -> bool:
     return cold or cached
 
 
+def session_main(query: str) -> bool:
+    return 'FROM "django_session"' in query
+
+
 @dataclass
 class Case:
     name: str
@@ -417,6 +445,10 @@ def build_cases(meta: dict, runs: int, large: int, big_search: str) -> list[Case
              informational=True),
         Case(f"durability_{large}", f"{huge}/durability", durability_main, htmx=True,
              informational=True),
+        # The floor: a signed-in page with no data of its own (the site's shell around an
+        # empty content block), i.e. what the middleware, the session and user lookups and
+        # the base template cost any page. Its main query is the session lookup.
+        Case(FLOOR_CASE, FLOOR_PATH, session_main, informational=True),
     ]
     return cases
 
@@ -536,6 +568,7 @@ def summarise(case: Case) -> dict:
         "ratio_p50": round(p50 / s50, 1) if s50 else None,
         "ratio_p95": round(p95 / s95, 1) if s95 else None,
         "all_sql_p50_ms": round(statistics.median(case.all_sql_samples), 2),
+        "ratio_all_sql_p50": round(p50 / statistics.median(case.all_sql_samples), 1),
         "cpu_p50_ms": round(statistics.median(case.cpu_samples), 2),
         "view_sql_p50_ms": round(statistics.median(case.view_sql_samples), 2),
         "view_sql_p95_ms": round(percentile(case.view_sql_samples, 95), 2),
@@ -614,6 +647,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         db.recreate()
     set_up_django(args.database_url)
+    install_floor_page()
     from django.core.management import call_command
 
     began = time.perf_counter()
@@ -686,8 +720,14 @@ def main(argv: list[str] | None = None) -> int:
         verdict = "flat" if ratio <= FLATNESS_TARGET else "NOT flat"
         log(f"run page p50 by history length: {flatness} -> {verdict} "
             f"(target <= {FLATNESS_TARGET:.2f})")
+    floor = floor_summary(summaries)
+    if floor:
+        log(f"floor (a signed-in page with no data): p50 {floor['p50_ms']} ms, p95 "
+            f"{floor['p95_ms']} ms; cases whose 5x-SQL budget (p95) is below the floor's p95: "
+            f"{', '.join(floor['budget_below_floor']) or 'none'}")
     result = {
         "cases": summaries,
+        "floor": floor,
         "run_page_flatness": flatness,
         "runs": args.runs,
         "seed_seconds": meta["seed_seconds"],
@@ -698,6 +738,19 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(json.dumps(result), flush=True)
     return 0
+
+
+def floor_summary(summaries: dict) -> dict:
+    """The floor case's times, and the measured cases whose ratio target (5x their main query's
+    p95) is below what the floor itself takes at p95: no page can meet those here."""
+    floor = summaries.get(FLOOR_CASE)
+    if floor is None:
+        return {}
+    below = [name for name, s in summaries.items()
+             if name != FLOOR_CASE and s["sql_p95_ms"] * RATIO_TARGET < floor["p95_ms"]]
+    return {"p50_ms": floor["p50_ms"], "p95_ms": floor["p95_ms"],
+            "cpu_p50_ms": floor["cpu_p50_ms"], "queries": floor["queries"],
+            "budget_below_floor": below}
 
 
 def print_plans(cases: list[Case], summaries: dict, raw: psycopg.Connection,
