@@ -153,7 +153,7 @@ def main() -> None:
     from access.models import Namespace
     from history.models import Event
     from history.wire import decode_json
-    from temporal import importer
+    from temporal import importer, preparation
 
     content = generate(args.events)
     print(f"history: {args.events} events, {len(content) / 1e6:.1f} MB", file=sys.stderr)
@@ -182,7 +182,7 @@ def main() -> None:
             sys.exit(f"{stored} events stored, expected {args.events}")
 
         began = time.perf_counter()
-        importer.prepare(content)  # read, normalise, map, validate: no database
+        preparation.prepare(content)  # read, normalise, map, validate, seal: no database
         prepare_times.append(time.perf_counter() - began)
         print(f"pass {attempt + 1}: parse {parse_times[-1]:.3f} s (without the cyclic GC "
               f"{bare_parse_times[-1]:.3f} s), import "
