@@ -1,6 +1,7 @@
 """Turning a Temporal history file into events ready to store, every one checked before
-anything is written: read and normalise (`history_files`), map (`mapping`), validate as ingest
-would (`history.wire`), and seal (`history.sealing`: salt, header, secret scan).
+anything is written: read and normalise (`history_files`), map (`mapping`) and validate as
+ingest would (`history.wire`). Sealing them (salt, header, secret scan) comes later, while they
+are stored (`temporal.sealing_ahead`).
 
 All of that depends on each event alone, so a large file is shared out between processes
 (`TEMPORAL_IMPORT_PROCESSES`): cut in contiguous pieces, taken from the start by this process
@@ -21,8 +22,6 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from history.chain import new_salts
-from history.sealing import Seal, seal
 from history.wire import InvalidEvent, ParsedEvent, check_run_key, checked_event, parse_mapped_event
 from temporal import history_files
 from temporal.history_files import TemporalHistory
@@ -61,10 +60,9 @@ Segment = tuple[int, int, int]
 
 
 def prepare(content: bytes, *, workflow_id: str = "", run_id: str = "",
-            sealed: bool = True, processes: int | None = None) -> list[PreparedRun]:
-    """Read, map and validate every event of the file, and seal them unless `sealed` is
-    False (a dry run). `processes` defaults to TEMPORAL_IMPORT_PROCESSES. Raises
-    ImportRefused(400)."""
+            processes: int | None = None) -> list[PreparedRun]:
+    """Read, map and validate every event of the file. `processes` defaults to
+    TEMPORAL_IMPORT_PROCESSES. Raises ImportRefused(400)."""
     try:
         histories = history_files.read(content, workflow_id=workflow_id, run_id=run_id)
     except history_files.HistoryError as exc:
@@ -81,20 +79,22 @@ def prepare(content: bytes, *, workflow_id: str = "", run_id: str = "",
             check_run_key(*key)
         except InvalidEvent as exc:
             raise ImportRefused(400, f"{history.where}: {_readable(exc)}") from None
-    count = _process_count(histories, processes)
+    count = process_count(sum(len(history.events) for history in histories), processes)
     if count == 1:
-        events = _prepare_piece(histories, _pieces(histories, 1)[0], sealed)
+        events = _prepare_piece(histories, _pieces(histories, 1)[0])
     else:
-        events = _prepare_in_processes(histories, _pieces(histories, PIECES), count - 1, sealed)
+        events = _prepare_in_processes(histories, _pieces(histories, PIECES), count - 1)
     runs = [PreparedRun(history.workflow_id, history.run_id, []) for history in histories]
     for history_index, event in events:
         runs[history_index].events.append(event)
     return runs
 
 
-def _process_count(histories: list[TemporalHistory], wanted: int | None) -> int:
+def process_count(events: int, wanted: int | None = None) -> int:
+    """How many processes should share out the work on `events` events: `wanted` (default
+    TEMPORAL_IMPORT_PROCESSES), or 1 when that is not worth it or not safe here."""
     wanted = settings.TEMPORAL_IMPORT_PROCESSES if wanted is None else wanted
-    if wanted < 2 or sum(len(history.events) for history in histories) < PARALLEL_MIN_EVENTS:
+    if wanted < 2 or events < PARALLEL_MIN_EVENTS:
         return 1
     # Forking copies only the calling thread: a lock held by another thread (a threaded web
     # server's, a client library's) would stay locked forever in the helper.
@@ -122,8 +122,8 @@ def _pieces(histories: list[TemporalHistory], count: int) -> list[list[Segment]]
     return pieces
 
 
-def _prepare_piece(histories: list[TemporalHistory], piece: list[Segment],
-                   sealed: bool) -> list[tuple[int, ParsedEvent]]:
+def _prepare_piece(histories: list[TemporalHistory],
+                   piece: list[Segment]) -> list[tuple[int, ParsedEvent]]:
     prepared = []
     for history_index, start, stop in piece:
         history = histories[history_index]
@@ -131,29 +131,24 @@ def _prepare_piece(histories: list[TemporalHistory], piece: list[Segment],
             event = _parse_mapped(history.events[index], history.workflow_id, history.run_id,
                                   history.event_ids[index], f"{history.where}[{index}]")
             prepared.append((history_index, event))
-    if sealed:
-        for (_, event), salt in zip(prepared, new_salts(len(prepared)), strict=True):
-            event.sealed = seal(event, salt)
     return prepared
 
 
 def _prepare_in_processes(histories: list[TemporalHistory], pieces: list[list[Segment]],
-                          helpers: int, sealed: bool) -> list[tuple[int, ParsedEvent]]:
+                          helpers: int) -> list[tuple[int, ParsedEvent]]:
     """Helpers take pieces from the end of the file, this process from the start, until they
     meet: whoever has more of the machine (other programs share it) does more."""
-    context = multiprocessing.get_context("fork")
     # The helpers get `histories` as their initializer's argument, inherited through the fork,
     # not sent: the decoded file may be hundreds of megabytes of small objects.
-    with ProcessPoolExecutor(helpers, mp_context=context, initializer=_receive,
-                             initargs=(histories,)) as pool:
+    with forked_pool(helpers, _receive, histories) as pool:
         try:
-            elsewhere = {number: pool.submit(_prepare_elsewhere, pieces[number], sealed)
+            elsewhere = {number: pool.submit(_prepare_elsewhere, pieces[number])
                          for number in reversed(range(1, len(pieces)))}
-            here = {0: _prepare_piece(histories, pieces[0], sealed)}
+            here = {0: _prepare_piece(histories, pieces[0])}
             for number in range(1, len(pieces)):
                 if not elsewhere[number].cancel():  # a helper has it already
                     break
-                here[number] = _prepare_piece(histories, pieces[number], sealed)
+                here[number] = _prepare_piece(histories, pieces[number])
             prepared = []
             # In file order: the first error raised is the file's first.
             for number in range(len(pieces)):
@@ -168,6 +163,13 @@ def _prepare_in_processes(histories: list[TemporalHistory], pieces: list[list[Se
     return prepared
 
 
+def forked_pool(helpers: int, receive, inherited) -> ProcessPoolExecutor:
+    """A pool of `helpers` forked processes, each calling `receive(inherited)` first; forked,
+    they inherit `inherited` rather than receive a pickled copy."""
+    return ProcessPoolExecutor(helpers, mp_context=multiprocessing.get_context("fork"),
+                               initializer=receive, initargs=(inherited,))
+
+
 _inherited: list[TemporalHistory] = []
 
 
@@ -176,34 +178,27 @@ def _receive(histories: list[TemporalHistory]) -> None:
     _inherited[:] = histories
 
 
-def _prepare_elsewhere(piece: list[Segment], sealed: bool) -> list[tuple]:
+def _prepare_elsewhere(piece: list[Segment]) -> list[tuple]:
     """In a helper process: prepare a piece and pack it to be sent back."""
     return [_packed(history_index, event)
-            for history_index, event in _prepare_piece(_inherited, piece, sealed)]
+            for history_index, event in _prepare_piece(_inherited, piece)]
 
 
 def _packed(history_index: int, event: ParsedEvent) -> tuple:
-    """An event as plain values: no attributes dict (the bytes say the same, and dicts are
-    slow to send); the masked copy is sent only for the rare event with a secret."""
-    sealed = event.sealed
-    return (
-        history_index, event.event_id, event.type, event.time_text, event.time,
-        event.workflow_type, event.identity, event.refs, event.attributes_bytes,
-        None if sealed is None else (sealed.salt, sealed.header, sealed.findings,
-                                     sealed.masked, sealed.masked_bytes),
-    )
+    """An event as plain values, without its attributes dict: the bytes say the same, and
+    dicts are slow to send."""
+    return (history_index, event.event_id, event.type, event.time_text, event.time,
+            event.workflow_type, event.identity, event.refs, event.attributes_bytes)
 
 
 def _received(histories: list[TemporalHistory], packed: tuple) -> tuple[int, ParsedEvent]:
     (history_index, event_id, event_type, time_text, time, workflow_type, identity, refs,
-     attributes_bytes, sealed) = packed
+     attributes_bytes) = packed
     history = histories[history_index]
-    event = checked_event(0, history.workflow_id, history.run_id, event_id, event_type,
-                          time_text, time, workflow_type, identity, refs, None,
-                          attributes_bytes)
-    if sealed is not None:
-        event.sealed = Seal(*sealed)
-    return history_index, event
+    return history_index, checked_event(
+        0, history.workflow_id, history.run_id, event_id, event_type, time_text, time,
+        workflow_type, identity, refs, None, attributes_bytes,
+    )
 
 
 def parse_wire(event: dict, workflow_id: str, run_id: str, event_id: int,

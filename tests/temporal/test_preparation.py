@@ -1,5 +1,6 @@
-"""Preparing a file's events (temporal/preparation.py): shared out between processes, the
-events, their seals and the refusals are the same as in one process."""
+"""Preparing a file's events (temporal/preparation.py) and sealing them ahead of storing
+(temporal/sealing_ahead.py): shared out between processes, the events, their seals, the stored
+bytes and the refusals are the same as in one process."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 from django.core.management import call_command
 
 from history.models import Event, Run
-from temporal import importer, preparation
+from temporal import importer, preparation, sealing_ahead
 from temporal.models import ImportState
 from tests.temporal.samples import dumps, history
 
@@ -33,26 +34,28 @@ def file_of_histories(copies: int = 6) -> list[dict]:
     return runs
 
 
+def share_out(monkeypatch, processes: int) -> None:
+    """Share every preparation and sealing out between `processes` processes, whatever its
+    size and the threads of the test process."""
+    for module in (preparation, sealing_ahead):
+        monkeypatch.setattr(module, "process_count", lambda events, wanted=None: processes)
+
+
 @pytest.fixture
 def shared_out(monkeypatch):
-    """Every preparation shared out between this process and one helper, whatever its size
-    and the threads of the test process."""
-    monkeypatch.setattr(preparation, "_process_count", lambda histories, wanted: 2)
+    share_out(monkeypatch, 2)
 
 
 def comparable(event) -> tuple:
-    sealed = event.sealed
     return (event.run_key, event.event_id, event.type, event.time, event.time_text,
             event.workflow_type, event.identity, event.refs, event.attributes_bytes,
-            event.attributes, event.envelope, event.header_with_salt("00" * 16),
-            sealed.header == event.header_with_salt(sealed.salt), sealed.findings,
-            sealed.masked, sealed.masked_bytes)
+            event.attributes, event.envelope, event.header_with_salt("00" * 16))
 
 
-def test_a_file_shared_out_prepares_the_same_events_and_seals_as_one_process(monkeypatch):
+def test_a_file_shared_out_prepares_the_same_events_as_one_process(monkeypatch):
     content = dumps(file_of_histories())
     alone = preparation.prepare(content, processes=1)
-    monkeypatch.setattr(preparation, "_process_count", lambda histories, wanted: 2)
+    share_out(monkeypatch, 2)
     shared = preparation.prepare(content)
     assert [(r.workflow_id, r.run_id) for r in shared] == [(r.workflow_id, r.run_id)
                                                           for r in alone]
@@ -60,7 +63,47 @@ def test_a_file_shared_out_prepares_the_same_events_and_seals_as_one_process(mon
     # Events a helper prepared arrive without their attributes dict (decoded when read).
     assert any(event.decoded is None for event in events)
     assert [comparable(e) for e in events] == [comparable(e) for r in alone for e in r.events]
-    assert any(event.sealed.findings for event in events)
+
+
+def sealed(event) -> tuple:
+    seal = event.sealed
+    return (seal.header == event.header_with_salt(seal.salt), seal.findings, seal.masked,
+            seal.masked_bytes)
+
+
+def test_chunks_sealed_by_helpers_carry_the_seals_ingest_would_make(monkeypatch):
+    runs = preparation.prepare(dumps(file_of_histories()), processes=1)
+    share_out(monkeypatch, 2)
+    seen = [event for _, chunk in sealing_ahead.sealed_chunks(runs, 10, {}) for event in chunk]
+    assert seen == [event for run in runs for event in run.events]
+    expected = [sealed_by_ingest(event) for event in seen]
+    assert [sealed(event) for event in seen] == expected
+    assert any(findings for _, findings, _, _ in expected)
+
+
+def sealed_by_ingest(event) -> tuple:
+    from history.sealing import seal
+
+    alone = copy.copy(event)
+    alone.sealed = seal(alone, "00" * 16)
+    return sealed(alone)
+
+
+def test_events_stored_already_are_not_sealed_again(monkeypatch):
+    runs = preparation.prepare(dumps(file_of_histories(2)), processes=1)
+    share_out(monkeypatch, 2)
+    first = runs[0]
+    stored = {(first.workflow_id, first.run_id): {event.event_id for event in first.events}}
+    for _ in sealing_ahead.sealed_chunks(runs, 10, stored):
+        pass
+    assert all(event.sealed is None for event in first.events)
+    assert all(event.sealed is not None for event in runs[1].events)
+
+
+def test_a_small_import_is_left_to_ingest_to_seal():
+    runs = preparation.prepare(dumps(history()), processes=4)
+    chunks = list(sealing_ahead.sealed_chunks(runs, 10, {}, processes=4))
+    assert all(event.sealed is None for _, chunk in chunks for event in chunk)
 
 
 def test_a_bad_event_in_a_helpers_piece_is_refused_naming_it_as_one_process_would(shared_out):
@@ -98,8 +141,9 @@ def test_a_refused_file_shared_out_stores_nothing(shared_out, acme):
 def test_an_import_shared_out_stores_what_one_process_stores_and_verifies(shared_out, acme,
                                                                            globex, monkeypatch):
     content = dumps(file_of_histories())
+    monkeypatch.setattr(importer, "CHUNK", 25)  # several chunks per run, sealed ahead
     shared = importer.start_import(namespace=acme, user=None, content=content, inline=True)
-    monkeypatch.setattr(preparation, "_process_count", lambda histories, wanted: 1)
+    share_out(monkeypatch, 1)
     alone = importer.start_import(namespace=globex, user=None, content=content, inline=True)
     assert shared.state == alone.state == ImportState.DONE
     assert shared.stored == alone.stored == sum(len(r["events"]) for r in file_of_histories())
@@ -136,9 +180,12 @@ def test_the_refusal_survives_being_sent_between_processes():
     assert (refused.status, refused.message, str(refused)) == (409, "no", "no")
 
 
-def test_a_dry_run_checks_without_sealing():
-    runs = preparation.prepare(dumps(history()), sealed=False)
-    assert runs[0].events and all(event.sealed is None for event in runs[0].events)
+def test_importing_the_same_file_again_shared_out_stores_nothing(shared_out, acme):
+    content = dumps(file_of_histories())
+    importer.start_import(namespace=acme, user=None, content=content, inline=True)
+    again = importer.start_import(namespace=acme, user=None, content=content, inline=True)
+    assert (again.state, again.stored) == (ImportState.DONE, 0)
+    assert again.duplicates == sum(len(r["events"]) for r in file_of_histories())
 
 
 def test_copies_are_not_shared_between_runs_of_the_file(shared_out):

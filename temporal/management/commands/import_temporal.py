@@ -45,7 +45,7 @@ class Command(BaseCommand):
         if options["dry_run"]:
             try:
                 runs = preparation.prepare(content, workflow_id=options["workflow_id"],
-                                           run_id=options["run_id"], sealed=False)
+                                           run_id=options["run_id"])
             except preparation.ImportRefused as exc:
                 self.stderr.write(f"{name}: {exc.message}")
                 return False
