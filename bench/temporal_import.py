@@ -14,10 +14,9 @@ importer's own JSON decoder (`history.wire.decode_json`, orjson), as any code wo
 again with Python's cyclic garbage collector paused, as the import runs (a second baseline:
 most of a plain parse of 29 MB is the collector walking the objects it has just made);
 `import`, the whole import
-of the file into a fresh namespace (`temporal.importer`: read and normalise, map, validate and
-seal (secret scan, header) in `TEMPORAL_IMPORT_PROCESSES` processes, check for conflicts, store
-through `history.ingest` with hashing, COPY on PostgreSQL). The last line is one JSON object;
-`ratio` is import / parse (target <= 5).
+of the file into a fresh namespace (`temporal.importer`: read and normalise, map, validate,
+check for conflicts, store through `history.ingest` with secret scanning, hashing and COPY on
+PostgreSQL). The last line is one JSON object; `ratio` is import / parse (target <= 5).
 
 It works in its own scratch database (dropped and recreated; the name must contain `bench`).
 """
@@ -138,8 +137,6 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--database-url", default=DEFAULT_DB)
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
-    parser.add_argument("--processes", type=int, default=None,
-                        help="TEMPORAL_IMPORT_PROCESSES (default: the setting's default)")
     args = parser.parse_args()
 
     if args.database_url.startswith("postgres"):
@@ -148,15 +145,11 @@ def main() -> None:
     os.environ.update(DEBUG="0", SECRET_KEY="bench-" + os.urandom(16).hex(),
                       DATABASE_URL=args.database_url, FLIGHTDECK_VAR_DIR=scratch,
                       LOG_LEVEL="WARNING", DJANGO_SETTINGS_MODULE="dashboard.settings")
-    if args.processes is not None:
-        os.environ["TEMPORAL_IMPORT_PROCESSES"] = str(args.processes)
     subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, check=True)
     sys.path.insert(0, str(ROOT))
     import django
 
     django.setup()
-    from django.conf import settings
-
     from access.models import Namespace
     from history.models import Event
     from history.wire import decode_json
@@ -189,11 +182,11 @@ def main() -> None:
             sys.exit(f"{stored} events stored, expected {args.events}")
 
         began = time.perf_counter()
-        preparation.prepare(content)  # read, normalise, map, validate, seal: no database
+        preparation.prepare(content)  # read, normalise, map, validate: no database
         prepare_times.append(time.perf_counter() - began)
         print(f"pass {attempt + 1}: parse {parse_times[-1]:.3f} s (without the cyclic GC "
               f"{bare_parse_times[-1]:.3f} s), import "
-              f"{import_times[-1]:.3f} s (read/map/validate/seal apart {prepare_times[-1]:.3f} s)",
+              f"{import_times[-1]:.3f} s (read/map/validate apart {prepare_times[-1]:.3f} s)",
               file=sys.stderr)
 
     parse_s = statistics.median(parse_times)
@@ -210,7 +203,6 @@ def main() -> None:
         "ratio": round(import_s / parse_s, 2),
         "ratio_to_parse_without_gc": round(import_s / statistics.median(bare_parse_times), 2),
         "target_ratio": 5,
-        "processes": settings.TEMPORAL_IMPORT_PROCESSES,
     }
     if args.database_url.startswith("postgres") and not args.keep:
         from django.db import connections

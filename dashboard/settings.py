@@ -4,7 +4,6 @@ environment (see `.env.example` and docs/operations.md), read through `dashboard
 from __future__ import annotations
 
 import ipaddress
-import os
 import secrets
 from pathlib import Path
 
@@ -274,11 +273,6 @@ TEMPORAL_IMPORT_INLINE_MAX_BYTES = env_int(
 # A worker's lease on an import, renewed with each progress write (every 5,000 events, and once
 # the whole file is read); a stalled import is taken over by another worker when it ends.
 TEMPORAL_IMPORT_LEASE_SECONDS = env_int("TEMPORAL_IMPORT_LEASE_SECONDS", 300, minimum=10)
-# Processes that map, check and seal a large file's events (from 8,000 events up), this one
-# included; 1 keeps it all in one process.
-TEMPORAL_IMPORT_PROCESSES = env_int(
-    "TEMPORAL_IMPORT_PROCESSES", min(os.cpu_count() or 1, 4), minimum=1
-)
 # Temporal payloads may reach 2 MB each; an event over this is stored shortened, never lost.
 TEMPORAL_MAX_ATTRIBUTES_BYTES = env_int(
     "TEMPORAL_MAX_ATTRIBUTES_BYTES", 4 * 1024 * 1024, minimum=1024

@@ -101,9 +101,9 @@ def ingest_batch(token: Token, items: list, *, max_attributes_bytes: int) -> Bat
 
 def ingest_parsed(token: Token, events: list[ParsedEvent]) -> BatchOutcome:
     """Store events already validated by `parse_event` or `parse_mapped_event` (for importers
-    that validate a whole file before writing any of it, such as the Temporal import), sealed
-    ahead (`history.sealing`) or not. Each event's `index` must be its position in `events`,
-    and no (run, event_id) may appear twice. Same guarantees and answers as `ingest_batch`."""
+    that validate a whole file before writing any of it, such as the Temporal import). Each
+    event's `index` must be its position in `events`, and no (run, event_id) may appear twice.
+    Same guarantees and answers as `ingest_batch`."""
     results: list[ItemResult | None] = [None] * len(events)
     by_run: dict[tuple[str, str], dict[int, ParsedEvent]] = defaultdict(dict)
     for parsed in events:
@@ -310,7 +310,7 @@ def prepare_events(
     headers: dict[int, bytes] = {}
     salts = chain.new_salts(len(fresh))
     for parsed, salt in zip(fresh, salts, strict=True):
-        sealed = parsed.sealed or seal(parsed, salt)
+        sealed = seal(parsed, salt)
         headers[parsed.event_id] = sealed.header
         run.received_seq += 1
         rows.append(

@@ -1,11 +1,7 @@
 """What storing an event adds to it from the event alone: its salt and header (the bytes the
 hash chain covers, docs/event-schema.md), and its secret scan (findings and masked copy).
-
-Ingest seals each new event as it stores it. An importer that holds a whole file may seal its
-events ahead, in other processes (temporal.preparation), and hand them to
-`history.ingest.ingest_parsed` with `ParsedEvent.sealed` set: a seal depends on nothing but the
-event and its salt, so the stored bytes are the same either way. Only the chain hash, which
-links an event to the one before it, is left to ingest.
+Ingest seals each new event as it stores it (`history.ingest.prepare_events`); the chain hash,
+which links an event to the one before it, is ingest's.
 """
 
 from __future__ import annotations

@@ -11,14 +11,10 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from functools import lru_cache
-from typing import TYPE_CHECKING
 
 import orjson
 
 from history import chain
-
-if TYPE_CHECKING:
-    from history.sealing import Seal
 
 MAX_EVENT_ID = 2**53 - 1  # exact in every JSON implementation; far beyond any real history
 MAX_ID_LENGTH = 255
@@ -84,20 +80,9 @@ class ParsedEvent:
     workflow_type: str | None
     identity: str | None
     refs: dict[str, int]
-    # The attributes as a dict, or None until first read: an event prepared in another
-    # process arrives as its canonical bytes only (sending dicts between processes costs more
-    # than decoding the few that are read).
-    decoded: dict | None = field(repr=False)
+    attributes: dict
     attributes_bytes: bytes
     envelope: dict = field(repr=False)
-    # Its salt, header and secret scan when they were made ahead of storing (history.sealing).
-    sealed: Seal | None = field(default=None, repr=False)
-
-    @property
-    def attributes(self) -> dict:
-        if self.decoded is None:
-            self.decoded = orjson.loads(self.attributes_bytes)
-        return self.decoded
 
     @property
     def run_key(self) -> tuple[str, str]:
@@ -226,7 +211,7 @@ def parse_event(index: int, item, *, max_attributes_bytes: int) -> ParsedEvent:
     event_type, time_text, time, workflow_type, identity = _description(item)
     refs = _refs(item)
     attributes, attributes_bytes = _attributes(item, event_type, max_attributes_bytes)
-    return checked_event(index, workflow_id, run_id, event_id, event_type, time_text, time,
+    return _parsed(index, workflow_id, run_id, event_id, event_type, time_text, time,
                    workflow_type, identity, refs, attributes, attributes_bytes)
 
 
@@ -250,7 +235,7 @@ def parse_mapped_event(item: dict, *, max_attributes_bytes: int) -> ParsedEvent:
     """
     event_type, time_text, time, workflow_type, identity = _description(item)
     attributes, attributes_bytes = _attributes(item, event_type, max_attributes_bytes)
-    return checked_event(0, item["workflow_id"], item["run_id"], item["event_id"], event_type,
+    return _parsed(0, item["workflow_id"], item["run_id"], item["event_id"], event_type,
                    time_text, time, workflow_type, identity, item.get("refs") or {},
                    attributes, attributes_bytes)
 
@@ -300,12 +285,9 @@ def _attributes(item: dict, event_type: str, max_attributes_bytes: int) -> tuple
     return attributes, attributes_bytes
 
 
-def checked_event(index: int, workflow_id: str, run_id: str, event_id: int, event_type: str,
-                  time_text: str, time: datetime, workflow_type: str | None,
-                  identity: str | None, refs: dict, attributes: dict | None,
-                  attributes_bytes: bytes) -> ParsedEvent:
-    """A ParsedEvent of values that passed the checks above (here, or in another process:
-    `attributes` may then be None, decoded from `attributes_bytes` when read)."""
+def _parsed(index: int, workflow_id: str, run_id: str, event_id: int, event_type: str,
+            time_text: str, time: datetime, workflow_type: str | None, identity: str | None,
+            refs: dict, attributes: dict, attributes_bytes: bytes) -> ParsedEvent:
     envelope = {
         "workflow_id": workflow_id,
         "run_id": run_id,
@@ -327,7 +309,7 @@ def checked_event(index: int, workflow_id: str, run_id: str, event_id: int, even
         workflow_type=workflow_type,
         identity=identity,
         refs=refs,
-        decoded=attributes,
+        attributes=attributes,
         attributes_bytes=attributes_bytes,
         envelope=envelope,
     )

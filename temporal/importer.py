@@ -12,7 +12,7 @@ from __future__ import annotations
 import gc
 import logging
 from collections.abc import Callable
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -28,7 +28,6 @@ from interventions import connector_settings
 from interventions.vocabulary import ConnectorKind
 from temporal.models import ImportState, TemporalImport
 from temporal.preparation import ImportRefused, PreparedRun, prepare
-from temporal.sealing_ahead import sealed_chunks
 
 log = logging.getLogger(__name__)
 
@@ -77,12 +76,9 @@ def writer_token(agent: Agent, name: str = IMPORT_TOKEN_NAME) -> Token:
     return token or Token.issue(agent=agent, name=name)[0]
 
 
-def check_conflicts(namespace: Namespace, agent: Agent,
-                    runs: list[PreparedRun]) -> dict[tuple[str, str], set[int]]:
+def check_conflicts(namespace: Namespace, agent: Agent, runs: list[PreparedRun]) -> None:
     """Refuse (409) when a run of the file is stored already with different content, or
-    belongs to another agent. Nothing is written either way. Returns the ids of the file's
-    events that are stored already, by run."""
-    found: dict[tuple[str, str], set[int]] = {}
+    belongs to another agent. Nothing is written either way."""
     for prepared in runs:
         run = Run.objects.filter(
             namespace=namespace, workflow_id=prepared.workflow_id, run_id=prepared.run_id
@@ -97,7 +93,6 @@ def check_conflicts(namespace: Namespace, agent: Agent,
             )
         by_id = {event.event_id: event for event in prepared.events}
         ids = list(by_id)
-        stored_ids = found[(prepared.workflow_id, prepared.run_id)] = set()
         for start in range(0, len(ids), CHUNK):
             stored = Event.objects.filter(run=run, event_id__in=ids[start:start + CHUNK])
             for event_id, salt, header in stored.values_list("event_id", "salt", "header"):
@@ -107,18 +102,16 @@ def check_conflicts(namespace: Namespace, agent: Agent,
                         f"different history: event {event_id} differs from the stored one. "
                         "Nothing was imported."
                     )
-                stored_ids.add(event_id)
-    return found
 
 
 def store(token: Token, runs: list[PreparedRun],
-          progress: Callable[[int], None] | None = None,
-          stored_already: dict[tuple[str, str], set[int]] | None = None) -> tuple[int, int]:
-    """Store every prepared event, oldest first per run, CHUNK events per transaction; the
-    events of `stored_already` (check_conflicts) need no seal. Returns (stored, duplicates)."""
+          progress: Callable[[int], None] | None = None) -> tuple[int, int]:
+    """Store every prepared event, oldest first per run, CHUNK events per transaction.
+    Returns (stored, duplicates)."""
     stored = duplicates = done = 0
-    with closing(sealed_chunks(runs, CHUNK, stored_already or {})) as chunks:
-        for prepared, chunk in chunks:
+    for prepared in runs:
+        for start in range(0, len(prepared.events), CHUNK):
+            chunk = prepared.events[start:start + CHUNK]
             for index, event in enumerate(chunk):
                 event.index = index
             try:
@@ -211,8 +204,8 @@ def perform(imp: TemporalImport, *, request=None, content: bytes | None = None,
             imp.events_total = sum(len(run.events) for run in runs)
             if not imp.write_held(lease_seconds(), events_total=imp.events_total):
                 raise LeaseLost
-            stored_already = check_conflicts(imp.namespace, imp.agent, runs)
-            stored, duplicates = store(writer_token(imp.agent), runs, moved, stored_already)
+            check_conflicts(imp.namespace, imp.agent, runs)
+            stored, duplicates = store(writer_token(imp.agent), runs, moved)
             summaries = _summaries(imp, runs)
             # Let go of the events while the collector is paused: resumed, it would walk them
             # all once more (half a second for 51,200 events) before they are freed.
