@@ -270,7 +270,7 @@ TEMPORAL_IMPORT_MAX_BYTES = env_int("TEMPORAL_IMPORT_MAX_BYTES", 100 * 1024 * 10
 TEMPORAL_IMPORT_INLINE_MAX_BYTES = env_int(
     "TEMPORAL_IMPORT_INLINE_MAX_BYTES", 1024 * 1024, minimum=0
 )
-# A worker's lease on an import, renewed with each progress write (every 2,000 events, and once
+# A worker's lease on an import, renewed with each progress write (every 5,000 events, and once
 # the whole file is read); a stalled import is taken over by another worker when it ends.
 TEMPORAL_IMPORT_LEASE_SECONDS = env_int("TEMPORAL_IMPORT_LEASE_SECONDS", 300, minimum=10)
 # Temporal payloads may reach 2 MB each; an event over this is stored shortened, never lost.

@@ -69,6 +69,14 @@ def new_salt() -> str:
     return os.urandom(SALT_BYTES).hex()
 
 
+def new_salts(count: int) -> list[str]:
+    """`count` salts from one read of the system's random source (one call per event was a
+    system call per event)."""
+    pool = os.urandom(SALT_BYTES * count).hex()
+    width = 2 * SALT_BYTES
+    return [pool[start:start + width] for start in range(0, len(pool), width)]
+
+
 def attributes_digest(salt_hex: str, attributes_bytes: bytes) -> str:
     return hashlib.sha256(bytes.fromhex(salt_hex) + attributes_bytes).hexdigest()
 

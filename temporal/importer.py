@@ -10,11 +10,9 @@ a run is never left with a gap; importing the same file again stores nothing new
 from __future__ import annotations
 
 import gc
-import hashlib
 import logging
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -26,36 +24,18 @@ from access.roles import Capability
 from audit.log import record
 from history.ingest import CONFLICT, DUPLICATE, STORED, RunOfAnotherAgent, ingest_parsed
 from history.models import Event, Run
-from history.wire import InvalidEvent, ParsedEvent, parse_event
 from interventions import connector_settings
 from interventions.vocabulary import ConnectorKind
-from temporal import history_files
-from temporal.mapping import to_wire
 from temporal.models import ImportState, TemporalImport
+from temporal.preparation import ImportRefused, PreparedRun, prepare
 
 log = logging.getLogger(__name__)
 
 DEFAULT_AGENT = "temporal-import"
 IMPORT_TOKEN_NAME = "Temporal import (internal, no secret)"  # noqa: S105 - a label
-CHUNK = 2000  # events per ingest transaction; progress moves this often
-LONG_STRING = 4096  # strings longer than this are left out of an oversized event
-
-
-class ImportRefused(Exception):
-    """An import that is not carried out: `status` is the HTTP answer it stands for (400 the
-    file, 403 permission, 409 a conflict with what is stored), `message` says why."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-@dataclass
-class PreparedRun:
-    workflow_id: str
-    run_id: str
-    events: list[ParsedEvent]
+# Events per ingest transaction; progress moves this often. As many as one ingest request may
+# carry: each transaction costs a commit (a disk flush) and governance's round trips.
+CHUNK = 5000
 
 
 def import_agent(namespace: Namespace, name: str, user) -> Agent:
@@ -94,81 +74,6 @@ def writer_token(agent: Agent, name: str = IMPORT_TOKEN_NAME) -> Token:
     can authenticate with it; it only says, on each event, how the event came in."""
     token = agent.tokens.active().filter(name=name).first()
     return token or Token.issue(agent=agent, name=name)[0]
-
-
-def prepare(content: bytes, *, workflow_id: str = "", run_id: str = "") -> list[PreparedRun]:
-    """Read, map and validate every event of the file. Raises ImportRefused(400)."""
-    try:
-        histories = history_files.read(content, workflow_id=workflow_id, run_id=run_id)
-    except history_files.HistoryError as exc:
-        raise ImportRefused(400, str(exc)) from None
-    prepared: dict[tuple[str, str], PreparedRun] = {}
-    for history in histories:
-        key = (history.workflow_id, history.run_id)
-        if key in prepared:
-            raise ImportRefused(
-                400, f"{history.where}: the file holds run {key[0]} / {key[1]} more than once"
-            )
-        events = [
-            parse_wire(event, history.workflow_id, history.run_id, event_id,
-                       f"{history.where}[{index}]")
-            for index, (event_id, event) in enumerate(
-                zip(history.event_ids, history.events, strict=True)
-            )
-        ]
-        prepared[key] = PreparedRun(history.workflow_id, history.run_id, events)
-    return list(prepared.values())
-
-
-def parse_wire(event: dict, workflow_id: str, run_id: str, event_id: int,
-               where: str) -> ParsedEvent:
-    """Map one canonical Temporal event and validate it as ingest would. An event whose
-    attributes are over the size limit is kept in a shortened form (docs/temporal.md) rather
-    than refused, so that a history never has a gap. Raises ImportRefused(400)."""
-    item = to_wire(event, workflow_id=workflow_id, run_id=run_id, event_id=event_id)
-    limit = settings.TEMPORAL_MAX_ATTRIBUTES_BYTES
-    try:
-        return parse_event(0, item, max_attributes_bytes=limit)
-    except InvalidEvent as exc:
-        if not str(exc).startswith("attributes:") or "over the limit" not in str(exc):
-            raise ImportRefused(400, f"{where}: {_readable(exc)}") from None
-    item["attributes"] = _shortened(item["attributes"])
-    try:
-        return parse_event(0, item, max_attributes_bytes=limit)
-    except InvalidEvent as exc:
-        raise ImportRefused(400, f"{where}: {_readable(exc)}") from None
-
-
-def _readable(exc: InvalidEvent) -> str:
-    """Wire-format field names mean little to someone holding a Temporal file: name the
-    Temporal field they came from."""
-    text = str(exc)
-    for wire_name, temporal_name in (("time:", "eventTime:"), ("workflow_id:", "workflowId:"),
-                                     ("run_id:", "runId:"), ("identity:", "identity:")):
-        if text.startswith(wire_name):
-            return temporal_name + text[len(wire_name):]
-    return text
-
-
-def _shortened(attributes: dict) -> dict:
-    """Attributes without the decoded copies, and with very long strings (payload data)
-    replaced by their length and SHA-256."""
-
-    def shorten(value):
-        if isinstance(value, str) and len(value) > LONG_STRING:
-            digest = hashlib.sha256(value.encode()).hexdigest()
-            return f"<{len(value)} characters left out (over the size limit); sha256 {digest}>"
-        if isinstance(value, dict):
-            return {key: shorten(item) for key, item in value.items()}
-        if isinstance(value, list):
-            return [shorten(item) for item in value]
-        return value
-
-    kept = {key: value for key, value in attributes.items()
-            if key not in ("input", "output", "result", "details", "last_failure", "error")}
-    kept["temporal"] = shorten(attributes["temporal"])
-    kept["shortened"] = True
-    return kept
 
 
 def check_conflicts(namespace: Namespace, agent: Agent, runs: list[PreparedRun]) -> None:
@@ -239,16 +144,19 @@ def start_import(*, namespace: Namespace, user, content: bytes, filename: str = 
     agent = import_agent(namespace, agent_name, user)
     if len(filename) > 255:
         filename = filename[-255:]
+    if inline is None:
+        inline = len(content) <= settings.TEMPORAL_IMPORT_INLINE_MAX_BYTES
     imp = TemporalImport.objects.create(
         namespace=namespace, agent=agent,
         requested_by=user if getattr(user, "is_authenticated", False) else None,
-        filename=filename, size=len(content), content=content,
+        filename=filename, size=len(content),
+        # Only a queued import needs the file kept for its worker: writing a large file into
+        # the database just to empty the column again cost a tenth of an inline import.
+        content=b"" if inline else content,
         workflow_id=workflow_id, run_id=run_id,
     )
-    if inline is None:
-        inline = len(content) <= settings.TEMPORAL_IMPORT_INLINE_MAX_BYTES
     if inline:
-        perform(imp, request=request)
+        perform(imp, request=request, content=content)
     else:
         from temporal.tasks import import_history
 
@@ -273,14 +181,16 @@ class LeaseLost(Exception):
     """This worker stalled past its lease and another one took the import over."""
 
 
-def perform(imp: TemporalImport, *, request=None,
+def perform(imp: TemporalImport, *, request=None, content: bytes | None = None,
             progress: Callable[[int, int], None] | None = None) -> TemporalImport:
     """Carry out a recorded import under a lease (`TemporalImport.claim`), renewed with each
     progress write; its outcome (or refusal) is written on the row. An import that another
-    worker holds, or that is finished, is returned as it stands."""
+    worker holds, or that is finished, is returned as it stands. `content` is the file when
+    the caller holds it (an inline import), else the row's."""
     if not imp.claim(lease_seconds()):
         return imp
-    content = bytes(imp.content)
+    if content is None:
+        content = bytes(imp.content)
 
     def moved(done: int) -> None:
         if not imp.write_held(lease_seconds(), events_done=done):
@@ -296,6 +206,10 @@ def perform(imp: TemporalImport, *, request=None,
                 raise LeaseLost
             check_conflicts(imp.namespace, imp.agent, runs)
             stored, duplicates = store(writer_token(imp.agent), runs, moved)
+            summaries = _summaries(imp, runs)
+            # Let go of the events while the collector is paused: resumed, it would walk them
+            # all once more (half a second for 51,200 events) before they are freed.
+            del runs
     except LeaseLost:
         log.warning("temporal import %s: taken over by another worker; this one stops", imp.pk)
         finished = False
@@ -304,7 +218,7 @@ def perform(imp: TemporalImport, *, request=None,
                            error_status=exc.status)
     else:
         finished = _finish(imp, state=ImportState.DONE, stored=stored, duplicates=duplicates,
-                           events_done=imp.events_total, runs=_summaries(imp, runs))
+                           events_done=imp.events_total, runs=summaries)
     if not finished:  # the worker that took over writes the outcome and its audit entry
         imp.refresh_from_db()
         return imp

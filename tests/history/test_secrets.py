@@ -811,3 +811,13 @@ def test_property_scan_agrees_with_per_string_check(first: str, second: str) -> 
     alone_a, _ = scan({"a": first})
     alone_b, _ = scan({"b": [second]})
     assert together == sorted(alone_a + alone_b, key=lambda f: (f["path"], f["rule"]))
+
+
+def test_a_short_encoded_secret_is_found_every_time_not_only_the_first() -> None:
+    # Short base64 values that hold nothing are remembered; one that holds a secret never is.
+    encoded = base64.b64encode(b"ghp_" + b"a1B2c3D4" * 4 + b"e5F6").decode()
+    clean = base64.b64encode(b"json/plain").decode()
+    for _ in range(3):
+        findings, masked = scan({"note": encoded, "encoding": clean})
+        assert findings == [{"rule": "github_token", "path": "/note"}]
+        assert masked == {"note": "[REDACTED:github_token]", "encoding": clean}

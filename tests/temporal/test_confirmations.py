@@ -10,7 +10,7 @@ from history.ingest import ingest_parsed
 from history.models import Run
 from interventions.commands import request_command
 from interventions.vocabulary import CommandState
-from temporal import importer
+from temporal import importer, preparation
 from temporal.confirmations import command_id_in, identity_for
 from tests.temporal.samples import history_bytes
 
@@ -36,7 +36,7 @@ def temporal_event(run: Run, event_id: int, temporal_type: str, identity: str):
              "eventType": f"EVENT_TYPE_{temporal_type}",
              f"{key[0].lower()}{key[1:]}EventAttributes": {"identity": identity,
                                                            "reason": "r"}}
-    return importer.parse_wire(event, run.workflow_id, run.run_id, event_id, "test")
+    return preparation.parse_wire(event, run.workflow_id, run.run_id, event_id, "test")
 
 
 def dispatched(run, user, kind, **options):

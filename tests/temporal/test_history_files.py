@@ -167,3 +167,25 @@ def test_any_event_in_either_spelling_is_read_or_refused_cleanly_never_a_crash()
             read(dumps({"events": [event]}), workflow_id="w", run_id="r")
 
     check()
+
+
+def test_the_whole_float_search_finds_what_the_plain_pattern_finds():
+    # _WHOLE_FLOAT is the plain pattern below rewritten to start with its literal dot (for
+    # speed); on any text both must agree on whether there is a match.
+    import re
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from temporal.history_files import _WHOLE_FLOAT
+
+    plain = re.compile(rb"\d\.0+(?:[eE][+-]?\d+)?\s*[,}\]]")
+    pieces = st.sampled_from([b"1", b"9", b".", b"0", b"00", b"e", b"E", b"+", b"-", b" ",
+                              b"\n", b",", b"}", b"]", b'"', b"a", b"2.0", b".5"])
+
+    @settings(max_examples=500, deadline=None)
+    @given(st.lists(pieces, max_size=12).map(b"".join))
+    def check(text):
+        assert (_WHOLE_FLOAT.search(text) is None) == (plain.search(text) is None)
+
+    check()

@@ -13,9 +13,9 @@ from django.test import override_settings
 from history.vocabulary import ALL_CORE_EVENT_TYPES
 from history.wire import parse_event
 from temporal import reference_agent
-from temporal.importer import parse_wire
 from temporal.mapping import APPROVAL_ACTIVITY, TYPES, UNKNOWN_TYPE, to_wire
 from temporal.models import DEFAULT_APPROVAL_SIGNAL
+from temporal.preparation import parse_wire
 from tests.temporal.samples import events
 
 
@@ -218,7 +218,7 @@ def test_any_attributes_map_or_are_refused_cleanly_never_a_crash():
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    from temporal.importer import ImportRefused
+    from temporal.preparation import ImportRefused
 
     names = [*TYPES, "WORKFLOW_EXECUTION_TELEPORTED"]
 

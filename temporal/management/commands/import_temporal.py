@@ -9,7 +9,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from access.models import Namespace
-from temporal import importer
+from temporal import importer, preparation
 from temporal.models import ImportState
 
 
@@ -44,9 +44,9 @@ class Command(BaseCommand):
     def _import(self, name: str, content: bytes, namespace, options) -> bool:
         if options["dry_run"]:
             try:
-                runs = importer.prepare(content, workflow_id=options["workflow_id"],
-                                        run_id=options["run_id"])
-            except importer.ImportRefused as exc:
+                runs = preparation.prepare(content, workflow_id=options["workflow_id"],
+                                           run_id=options["run_id"])
+            except preparation.ImportRefused as exc:
                 self.stderr.write(f"{name}: {exc.message}")
                 return False
             self.stdout.write(f"{name}: would import {sum(len(r.events) for r in runs)} events "
@@ -58,7 +58,7 @@ class Command(BaseCommand):
                 agent_name=options["agent"], workflow_id=options["workflow_id"],
                 run_id=options["run_id"], inline=True,
             )
-        except importer.ImportRefused as exc:
+        except preparation.ImportRefused as exc:
             self.stderr.write(f"{name}: {exc.message}")
             return False
         if imp.state != ImportState.DONE:
