@@ -8,6 +8,7 @@ from django.db import transaction
 
 from audit.chain import verify
 from audit.models import AuditEntry, AuditHead
+from history.secrets import scan
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,9 @@ def record(
         object_type = object_type or obj._meta.label_lower
         object_id = object_id or str(obj.pk)
         object_repr = object_repr or str(obj)[:300]
+    # Operators' reasons and comments, and names agents chose, may hold a pasted credential:
+    # the log, and every evidence bundle carrying it, keeps the masked form (history.secrets).
+    before, after, object_repr = _masked(before), _masked(after), _masked(object_repr[:300])
     user = actor if getattr(actor, "agent", None) is None and actor is not None else None
     if user is not None and not getattr(user, "is_authenticated", False):
         user = None
@@ -74,6 +78,17 @@ def record(
         head.save(update_fields=["hash", "seq"])
     log.info("audit %s by %s on %s %s", action, entry.actor_label, object_type, object_id)
     return entry
+
+
+def _masked(value):
+    """`value` (a JSON-like dict or a text) with any secret the scanner finds masked."""
+    if isinstance(value, str):
+        _, masked = scan({"text": value})
+        return value if masked is None else masked["text"]
+    if isinstance(value, dict):
+        _, masked = scan(value)
+        return value if masked is None else masked
+    return value
 
 
 def verify_chain() -> tuple[bool, int | None]:

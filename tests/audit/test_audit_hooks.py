@@ -55,6 +55,19 @@ def test_entries_chain_each_to_the_one_before(acme, alice):
     assert verify_chain() == (True, None)
 
 
+def test_secrets_in_reasons_comments_and_names_are_kept_masked(acme, alice):
+    key = "AKIA" + "QWERTYUIOPASDFGH"  # built here, so that no scanner flags this file
+    entry = record("test.step", actor=alice, namespace=acme, object_repr=f"tool {key}",
+                   before={"state": "pending"},
+                   after={"reason": f"rotate {key} now", "nested": {"comment": key}})
+
+    stored = AuditEntry.objects.get(seq=entry.seq)
+    assert key not in str(stored.content())
+    assert stored.after["reason"].startswith("rotate ") and stored.before == {"state": "pending"}
+    assert stored.hash == stored.compute_hash()
+    assert verify_chain() == (True, None)
+
+
 def test_a_rewritten_entry_breaks_the_chain_there(acme):
     made = [record("test.step", namespace=acme, after={"n": n}) for n in range(3)]
     with guard_lifted(), connection.cursor() as cursor:
