@@ -31,7 +31,9 @@ async def connect(connection, *, identity: str = FOLLOWER_IDENTITY) -> Client:
     temporalio's errors when the service cannot be reached; UnreadableSecret when a stored
     secret cannot be opened; RefusedAddress when the address is not one to connect to."""
     await asyncio.to_thread(check_address, connection.address)
-    tls: TLSConfig | bool = False
+    # None, not False, when TLS is not configured: temporalio then turns TLS on by itself
+    # whenever an API key is sent, so that a key never travels in the clear.
+    tls: TLSConfig | None = None
     if connection.tls:
         tls = TLSConfig(
             server_root_ca_cert=connection.tls_ca_pem.encode() or None,

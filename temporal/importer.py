@@ -26,7 +26,7 @@ from history.ingest import CONFLICT, DUPLICATE, STORED, RunOfAnotherAgent, inges
 from history.models import Event, Run
 from interventions import connector_settings
 from interventions.vocabulary import ConnectorKind
-from temporal.models import ImportState, TemporalImport
+from temporal.models import ImportState, TemporalConnection, TemporalImport
 from temporal.preparation import ImportRefused, PreparedRun, prepare
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,13 @@ def import_agent(namespace: Namespace, name: str, user) -> Agent:
         raise ImportRefused(400, "agent: must be a name of at most 200 characters")
     agent = Agent.objects.filter(namespace=namespace, name=name).first()
     if agent is not None:
+        if TemporalConnection.objects.filter(agent=agent).exists():
+            # A followed connection's runs are live workflows that commands reach: an import
+            # must not plant runs (or approval requests) among them.
+            raise ImportRefused(
+                403, f"agent: {name!r} follows a live Temporal connection; imported histories "
+                "go to another agent"
+            )
         return agent
     if name != DEFAULT_AGENT and user is not None and not has_capability(
         user, namespace.pk, Capability.ADMINISTER
@@ -216,6 +223,11 @@ def perform(imp: TemporalImport, *, request=None, content: bytes | None = None,
     except ImportRefused as exc:
         finished = _finish(imp, state=ImportState.FAILED, error=exc.message,
                            error_status=exc.status)
+    except Exception:
+        # Never left "running" for ever: marked failed, then the error goes on to the log.
+        _finish(imp, state=ImportState.FAILED, error="the import failed on the server",
+                error_status=500)
+        raise
     else:
         finished = _finish(imp, state=ImportState.DONE, stored=stored, duplicates=duplicates,
                            events_done=imp.events_total, runs=summaries)
@@ -270,6 +282,8 @@ def _summaries(imp: TemporalImport, runs: list[PreparedRun]) -> list[dict]:
 def _finish(imp: TemporalImport, **fields) -> bool:
     """Write the outcome if this worker still holds the import; False when it was taken over."""
     fields.update(content=b"", finished_at=timezone.now(), claimed_until=None)
+    if "\x00" in fields.get("error", ""):  # it may quote the file; text columns refuse NUL
+        fields["error"] = fields["error"].replace("\x00", "\\u0000")
     for name, value in fields.items():
         setattr(imp, name, value)
     return imp.write_held(**fields)

@@ -220,6 +220,26 @@ def test_a_new_agent_name_needs_an_admin(post, ivy, alice):
     assert agent.connector.kind == "temporal"
 
 
+def test_an_import_may_not_write_into_a_followed_connections_agent(post, ivy, acme):
+    from temporal.connections import save_connection
+
+    connection = save_connection(acme, {"name": "live", "address": "127.0.0.1:7233",
+                                        "temporal_namespace": "default"})
+
+    response = post(history_bytes(), user=ivy, agent=connection.agent.name)
+
+    assert response.status_code == 403 and "live Temporal connection" in response.json()["detail"]
+    assert not Run.objects.filter(agent=connection.agent).exists()
+
+
+def test_a_nul_in_a_files_key_is_a_400_and_the_import_ends_failed(post, ivy):
+    response = post(b'{"a\\u0000": 1}', user=ivy)
+
+    assert response.status_code == 400, response.content
+    imp = TemporalImport.objects.get()
+    assert (imp.state, imp.error_status) == ("failed", 400) and "\x00" not in imp.error
+
+
 def test_the_status_of_another_namespaces_import_is_404(post, ivy, client, charlie):
     body = post(history_bytes(), user=ivy).json()
     client.force_login(charlie)
