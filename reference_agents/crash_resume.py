@@ -100,6 +100,7 @@ def execute(session: Session, job: Job) -> dict:
 def _child(session: Session, job: Job, crash_after: int | None):
     argv = [sys.executable, "-m", "reference_agents", "run", NAME, "--attempt",
             "--number", str(job.number), "--batch", session.batch, "--run-id", job.run_id,
+            "--workflow-id", job.workflow_id,
             # The same folders (spool included) as this session: --work-dir is their parent.
             "--work-dir", str(session.work_dir.parent), "--approval-timeout",
             str(session.approval_timeout), "--pace", str(session.model.pace)]

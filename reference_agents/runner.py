@@ -66,9 +66,11 @@ def work(agent: ModuleType, session: Session, job: Job) -> bool:
         result = agent.execute(session, job)
     except Exception:
         log.exception("%s: %s failed", agent.NAME, job.workflow_id)
-        return False
-    finally:
         ledger.done(job)
+        return False
+    # Not on KeyboardInterrupt or SystemExit: the SDK leaves the run open then, and the entry
+    # is how the next process finds it to resume.
+    ledger.done(job)
     log.info("%s: %s done in %.1fs: %s", agent.NAME, job.workflow_id,
              time.monotonic() - began, json.dumps(result, default=str)[:200])
     return True

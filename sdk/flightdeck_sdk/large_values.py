@@ -141,7 +141,9 @@ def expand(value, store: BlobStore):
                 f"the recorded value {sha[:12]}… ({value[MARKER].get('size')} bytes) was too "
                 "large to send and is not in this machine's blob store; it cannot be replayed"
             )
-        return json.loads(data)
+        # A stored value may itself hold references: `fit` can store a parent whose child
+        # was stored in an earlier pass.
+        return expand(json.loads(data), store)
     if isinstance(value, dict):
         return {key: expand(item, store) for key, item in value.items()}
     if isinstance(value, list):

@@ -237,8 +237,9 @@ class Outbox:
 
     def _refused(self, folder: RunFolder, events: list[dict], end: int, exc: Refused) -> None:
         name = folder.directory.name
-        if exc.status == 401:
-            # A bad or revoked token: keep everything, it is not the events' fault.
+        if exc.status == 401 or (exc.status == 403 and not _refuses_the_run(exc)):
+            # A bad or revoked token, or one that may not ingest (a user's): keep everything,
+            # it is not the events' fault.
             log.error("Flightdeck refused the agent token (%s); events stay in the spool",
                       exc.detail)
             raise Unavailable(str(exc))
@@ -250,3 +251,9 @@ class Outbox:
             self.spool.dead_letter(event, "refused", f"HTTP {exc.status}: {exc.detail}")
         folder.journal.mark_sent(end)
         self._batch_limit.pop(name, None)
+
+
+def _refuses_the_run(exc: Refused) -> bool:
+    """A 403 about these events (their run belongs to another agent, so resending them can
+    never succeed), as opposed to one about the token."""
+    return "belongs to another agent" in exc.detail

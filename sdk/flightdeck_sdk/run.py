@@ -758,7 +758,6 @@ class Run:
                 if verdict is not None:
                     self._ack(command_id, *verdict)  # a redelivery: acknowledged again
                 return
-            self._verdicts[command_id] = None
             if self._closed:
                 self._verdicts[command_id] = ("rejected", f"the run is already {self._closed}")
                 self._ack(command_id, *self._verdicts[command_id])
@@ -769,6 +768,9 @@ class Run:
             if kind in ("signal", "approve", "reject"):
                 received["payload"] = message.get("payload") or {}
             self._record([("command.received", received, {})])
+            # Marked seen only once its receipt is on disk: a write that failed leaves the
+            # command to its redelivery instead of ignoring it for good.
+            self._verdicts[command_id] = None
             if kind == "terminate":
                 self._terminate(message)
             elif kind in ("approve", "reject"):

@@ -120,6 +120,25 @@ def test_a_new_process_sends_what_a_previous_one_left_in_the_spool(sdk_client, t
 
 
 @live
+def test_a_token_that_may_not_ingest_keeps_the_events_in_the_spool(sdk_client, dora):
+    from access.models import Token
+
+    user_token = Token.issue(user=dora)[1]  # a person's token: ingest is for agents (403)
+    client = sdk_client(token=user_token, poll_commands=False)
+    with client.run("support", "ticket-301") as run:
+        run.decide("refund")
+
+    assert not client.flush(3)  # refused, so never settled
+    assert client.dead_letters() == []
+    client.close(timeout=0.5)
+    # The events are still there: the agent's own token sends them.
+    assert sdk_client().flush(30)
+    assert [e.type for e in stored("ticket-301", run.run_id)] == [
+        "workflow.started", "decision.made", "workflow.completed",
+    ]
+
+
+@live
 def test_a_conflicting_event_goes_to_the_dead_letter_file_and_is_not_retried(
     sdk_client, asgi_server, agent_token, caplog
 ):

@@ -74,3 +74,15 @@ def test_a_corrupted_blob_is_not_returned(store):
     (store.directory / sha).write_bytes(json.dumps("tampered").encode())
     with pytest.raises(FlightdeckError):
         expand(fitted, store)
+
+
+def test_a_stored_value_holding_a_reference_comes_back_whole(store):
+    # `fit` can store a parent whose child an earlier pass stored already.
+    from flightdeck_sdk.large_values import reference
+
+    inner = "x" * 5000
+    outer = {"child": reference(inner, store), "sibling": "y" * 300}
+
+    assert expand({"value": reference(outer, store)}, store) == {
+        "value": {"child": inner, "sibling": "y" * 300}
+    }
