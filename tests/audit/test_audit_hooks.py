@@ -96,6 +96,36 @@ def test_entries_cut_off_the_end_are_noticed_by_the_head(acme):
     assert f"records entry #{made[2].seq}" in check.problem
 
 
+def test_entries_written_during_a_check_are_left_to_the_next_one(acme, monkeypatch):
+    import audit.chain
+
+    made = [record("test.step", namespace=acme, after={"n": n}) for n in range(3)]
+    real_head = audit.chain._head
+    calls = []
+
+    def head_then_a_new_entry():
+        found = real_head()
+        if not calls:  # the check has read the head: someone records meanwhile
+            calls.append(record("test.step", namespace=acme, after={"n": "late"}))
+        return found
+
+    monkeypatch.setattr(audit.chain, "_head", head_then_a_new_entry)
+    check = verify()
+
+    assert check.intact, check.problem
+    assert check.entries == len(made) and check.head_hash == made[-1].hash
+
+
+def test_an_entry_written_around_the_head_is_noticed(acme):
+    made = [record("test.step", namespace=acme, after={"n": n}) for n in range(2)]
+    forged = AuditEntry(action="test.forged", prev_hash=made[-1].hash, actor_label="x")
+    forged.hash = forged.compute_hash()
+    forged.save(force_insert=True)  # the head is not moved
+
+    check = verify()
+    assert not check.intact and "does not record" in check.problem
+
+
 # --- sign-ins -----------------------------------------------------------------------------------
 
 
