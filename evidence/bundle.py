@@ -306,8 +306,13 @@ def _check_link(passed: _RunPass, previous: str, event_id: int, header: str, att
     link = chain.link(previous, header.encode())
     if link != chain_hash:
         passed.chain_problem = f"event {event_id}: chain hash does not match"
-    elif f'"attributes_digest":"{chain.attributes_digest(salt, attributes.encode())}"' \
-            not in header:
+        return link
+    try:
+        digest = chain.attributes_digest(salt, attributes.encode())
+    except ValueError:  # a stored salt that is not hex: tampered, listed, never a failed export
+        passed.chain_problem = f"event {event_id}: its salt is not hex"
+        return link
+    if f'"attributes_digest":"{digest}"' not in header:
         passed.chain_problem = f"event {event_id}: attributes do not match their digest"
     return link
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid as uuid_module
 
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ImproperlyConfigured, PermissionDenied
 from django.http import (
     FileResponse,
     Http404,
@@ -54,9 +54,13 @@ def get_export_for(user, export_id) -> EvidenceExport:
 @require_GET
 def evidence_home(request: HttpRequest) -> HttpResponse:
     investigable = list(Namespace.objects.visible_to(request.user, Capability.INVESTIGATE))
+    try:
+        fingerprint, public_pem = keys.fingerprint(), keys.public_key_pem().decode()
+    except ImproperlyConfigured:  # no key, or one that does not parse (evidence.E001 says so)
+        fingerprint, public_pem = "", ""
     context = {
-        "fingerprint": keys.fingerprint(),
-        "public_key_pem": keys.public_key_pem().decode(),
+        "fingerprint": fingerprint,
+        "public_key_pem": public_pem,
         "exports": EvidenceExport.objects.visible_to(request.user)[:50],
         "digests": SignedDigest.objects.all()[:10] if investigable else [],
         "namespaces": investigable,

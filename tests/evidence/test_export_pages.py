@@ -60,6 +60,16 @@ def test_the_evidence_page_shows_the_key_fingerprint_to_pin(as_bob, fingerprint)
     assert b"needs the investigator or admin role" in response.content
 
 
+def test_the_evidence_page_says_when_no_signing_key_is_configured(as_bob, settings):
+    settings.EVIDENCE_SIGNING_KEY = ""
+    settings.DEBUG = False  # with DEBUG a development key would be made
+
+    response = as_bob.get("/evidence/")
+
+    assert response.status_code == 200
+    assert b"No signing key is configured" in response.content
+
+
 def test_the_evidence_page_offers_namespace_exports_to_investigators(as_ivy):
     response = as_ivy.get("/evidence/")
     assert b'name="namespace"' in response.content and b'value="acme"' in response.content
