@@ -47,7 +47,9 @@ def of_stored(findings: QuerySet, sign: int = 1) -> Counter:
 
 def apply(changes: Counter) -> None:
     """Add `changes` (positive or negative) to the stored counts, in one statement."""
-    changes = {key: n for key, n in changes.items() if n}
+    # In key order, as every writer does, so that two statements upserting the same rows
+    # (a batch's detection, a durability check, a retention deletion) cannot deadlock.
+    changes = {key: n for key, n in sorted(changes.items()) if n}
     if not changes:
         return
     table = FindingDay._meta.db_table

@@ -123,7 +123,9 @@ def agent_findings(namespace: Namespace, since: datetime) -> list[AgentFinding]:
     """Agents without an owner, and agents that declare no allow-list, each with its number of
     runs started since `since` (two queries, whatever the number of runs)."""
     agents = list(Agent.objects.filter(namespace=namespace).order_by("name"))
-    flagged = [(agent, Rule.AGENT_WITHOUT_OWNER) for agent in agents if agent.owner is None]
+    # By the keys: `agent.owner` would load the user or group, one query per agent.
+    flagged = [(agent, Rule.AGENT_WITHOUT_OWNER) for agent in agents
+               if agent.owner_user_id is None and agent.owner_group_id is None]
     flagged += [(agent, Rule.TOOLS_UNDECLARED) for agent in agents if not agent.allowed_tools]
     if not flagged:
         return []
