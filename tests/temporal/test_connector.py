@@ -10,6 +10,7 @@ from interventions.tasks import deliver_command
 from interventions.vocabulary import CommandState
 from temporal import importer
 from temporal.connections import save_connection
+from temporal.preparation import prepare
 from tests.temporal.samples import history_bytes
 
 
@@ -20,9 +21,9 @@ def test_an_address_outside_the_allowed_networks_fails_the_command_at_once(acme,
     settings.TEMPORAL_ALLOWED_NETWORKS = ["127.0.0.0/8"]
     connection = save_connection(acme, {"name": "local", "address": "127.0.0.1:1"},
                                  actor=alice)
-    imp = importer.start_import(namespace=acme, user=alice, content=history_bytes(),
-                                agent_name=connection.agent.name, inline=True)
-    run = Run.objects.get(uuid=imp.runs[0]["uuid"])
+    # The run as the follower would store it (an import may not write into this agent).
+    importer.store(importer.writer_token(connection.agent), prepare(history_bytes()))
+    run = Run.objects.get(agent=connection.agent)
     Run.objects.filter(pk=run.pk).update(status="running")
     command, _ = request_command(Run.objects.get(pk=run.pk), alice, "pause", reason="look")
     settings.TEMPORAL_ALLOWED_NETWORKS = []
